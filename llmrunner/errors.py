@@ -1,0 +1,13 @@
+"""The errors a user can act on. Entry points print them as one paragraph and exit 1."""
+
+
+class LLMRunnerError(Exception):
+    """Base class: a problem the user can fix (bad config, missing input, bad data)."""
+
+
+class ConfigError(LLMRunnerError):
+    """A config file is wrong: the message names the file, the key path and the fix."""
+
+
+class StageError(LLMRunnerError):
+    """A stage cannot do its job with the inputs it was given."""
