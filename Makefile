@@ -1,0 +1,34 @@
+# make demo   create .venv if absent, install, run the demo experiment end to end
+# make test   the whole test suite (what CI runs)
+# make dag    draw the rule graph to dag.svg (needs graphviz)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+export HF_HUB_OFFLINE := 1
+
+.PHONY: install demo test dag lint clean-demo
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip -q
+	# torch first, pinned: a plain `torch` requirement would pull a multi-GB CUDA build
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	touch $@
+
+demo: install
+	$(VENV)/bin/snakemake --profile profiles/local --config experiments=[demo]
+
+test: install
+	$(PY) -m pytest -v
+
+dag: install
+	$(VENV)/bin/snakemake --rulegraph | dot -Tsvg > dag.svg
+
+lint: install
+	$(VENV)/bin/snakemake --lint
+
+clean-demo:
+	rm -rf datapool/experiments/demo datapool/reports

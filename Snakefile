@@ -1,0 +1,38 @@
+# LLMRunner: one LLM data experiment from raw data to an evaluated model, many side by side.
+# Read this file as the table of contents; the logic lives in the llmrunner package.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/prepare.smk"
+include: "rules/udatasets.smk"
+include: "rules/tokenize.smk"
+include: "rules/convert.smk"
+include: "rules/train.smk"
+include: "rules/eval.smk"
+include: "rules/report.smk"
+
+
+onstart:
+    print(f"LLMRunner: experiments {', '.join(RUN.experiments)}; outputs under {RUN.datapool}/experiments/")
+
+
+onsuccess:
+    print(f"LLMRunner: done. Reports: {RUN.datapool}/experiments/<exp>/reports/report.md, "
+          f"{RUN.datapool}/reports/compare.md")
+
+
+onerror:
+    print("LLMRunner: a job failed; its log is printed above and kept under <datapool>/experiments/<exp>/logs/.")
+
+
+rule all:
+    default_target: True
+    input:
+        [e.report() for e in RUN.experiments.values()],
+        f"{RUN.datapool}/reports/compare.md",

@@ -1,0 +1,334 @@
+"""Load, validate and resolve the run config and every experiment's config.
+
+Flow (STYLE.md "Config flow"): YAML → defaults filled from the JSON schema → `${NAME}`
+substitution → schema validation (unknown keys, types) → cross-step checks. Every problem is
+collected and raised once as a ConfigError naming the file, the key path and the fix.
+
+The .smk files import only this module: `load_run_config()` gives a `RunConfig` whose methods
+answer the path and param questions the rules ask.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import glob
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from llmrunner.errors import ConfigError
+from llmrunner.layout import ExperimentLayout
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCHEMA_DIR = REPO_ROOT / "config" / "schemas"
+EXPERIMENTS_DIR = Path("config") / "experiments"
+
+# The seed's numbering is kept as a label; execution order is the DAG's.
+STEP_FILES = {
+    "udatasets": "1.udatasets.yaml",
+    "tokenize_cpt": "2.tokenize_cpt.yaml",
+    "tokenize_sft": "3.tokenize_sft.yaml",
+    "train_cpt": "4.train_cpt.yaml",
+    "mg2hf": "5.mg2hf.yaml",
+    "hf2mg": "6.hf2mg.yaml",
+    "train_sft": "7.train_sft.yaml",
+    "eval": "8.eval.yaml",
+}
+STEPS = tuple(STEP_FILES)
+KINDS = ("cpt", "sft")
+EVAL_STAGES = ("base", "cpt", "sft")
+# Settings that change speed, not output: passed as rule threads, kept out of params.
+RUNTIME_KEYS = ("threads",)
+# Built-in base models and the file each one is built from (a rule input: a change rebuilds it).
+BUILTIN_MODELS = {"builtin:tiny-qwen3": "resources/demo/cpt.jsonl.gz"}
+EXPERIMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_REF = re.compile(r"\$\{([^}]+)\}")
+
+
+# ---------------------------------------------------------------- YAML + schema
+def load_yaml(path: Path) -> dict:
+    """Read one YAML mapping; a syntax error names the file and line."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where} is not valid YAML ({getattr(err, 'problem', err)}). "
+                          "Fix the syntax there.") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values, got {type(data).__name__}")
+    return data
+
+
+def load_schema(name: str) -> dict:
+    return json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text())
+
+
+def _fill_defaults(value: Any, schema: dict) -> Any:
+    """Fill `default`s from the schema into mappings (recursively); types are checked later."""
+    if not isinstance(value, dict) or schema.get("type") != "object":
+        return value
+    for key, sub in schema.get("properties", {}).items():
+        if key not in value and "default" in sub:
+            value[key] = copy.deepcopy(sub["default"])
+        if key in value:
+            value[key] = _fill_defaults(value[key], sub)
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key in value:
+            if key not in schema.get("properties", {}):
+                value[key] = _fill_defaults(value[key], extra)
+    return value
+
+
+def _schema_problems(value: Any, schema: dict, source: str) -> list[str]:
+    """Every schema violation as one line: file, key path, what is wrong, the fix."""
+    problems = []
+    validator = jsonschema.Draft202012Validator(schema)
+    for err in sorted(validator.iter_errors(value), key=lambda e: list(map(str, e.path))):
+        path = ".".join(str(p) for p in err.absolute_path)
+        if err.validator == "additionalProperties":
+            allowed = list(err.schema.get("properties", {}))
+            for key in sorted(set(err.instance) - set(allowed)):
+                key_path = f"{path}.{key}" if path else key
+                close = difflib.get_close_matches(key, allowed, n=1)
+                hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(allowed)}"
+                problems.append(f"{source}: unknown key '{key_path}' ({hint})")
+            continue
+        where = f"key '{path}'" if path else "top level"
+        hint = err.schema.get("description", "")
+        problems.append(f"{source}: {where}: {err.message}" + (f" — {hint}" if hint else ""))
+    return problems
+
+
+# ---------------------------------------------------------------- ${NAME} substitution
+def _lookup(name: str, namespace: dict, source: str) -> Any:
+    if name.startswith("env:"):
+        var = name[4:]
+        if var not in os.environ:
+            raise ConfigError(f"{source}: ${{{name}}} refers to environment variable {var}, which is not set")
+        return os.environ[var]
+    node: Any = namespace
+    for part in name.split("."):
+        if not isinstance(node, dict) or part not in node:
+            known = ", ".join(sorted(k for k in namespace if not k.startswith("_")))
+            raise ConfigError(f"{source}: ${{{name}}} is not defined (names you can use: {known}, "
+                              "dotted paths into them, env:VAR)")
+        node = node[part]
+    return node
+
+
+def substitute(tree: Any, namespace: dict, source: str, _stack: tuple[str, ...] = ()) -> Any:
+    """Resolve `${NAME}` in every string of `tree`. A string that is only a reference keeps the
+    referenced value's type; references inside referenced values resolve too (cycles are errors)."""
+    if isinstance(tree, dict):
+        return {k: substitute(v, namespace, source, _stack) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [substitute(v, namespace, source, _stack) for v in tree]
+    if not isinstance(tree, str) or "${" not in tree:
+        return tree
+
+    def resolve(name: str) -> Any:
+        if name in _stack:
+            cycle = " → ".join((*_stack[_stack.index(name):], name))
+            raise ConfigError(f"{source}: ${{...}} references form a cycle: {cycle}")
+        return substitute(_lookup(name, namespace, source), namespace, source, (*_stack, name))
+
+    whole = _REF.fullmatch(tree)
+    if whole:
+        return resolve(whole.group(1).strip())
+    return _REF.sub(lambda m: str(resolve(m.group(1).strip())), tree)
+
+
+# ---------------------------------------------------------------- experiments
+@dataclass
+class Experiment(ExperimentLayout):
+    """One experiment's resolved config: pipeline.yaml plus a settings dict per step."""
+
+    name: str
+    config_dir: Path
+    root: str  # DATAPOOL_ROOT, relative to the workflow's working directory
+    pipeline: dict
+    steps: dict[str, dict] = field(default_factory=dict)
+
+    def enabled(self, step: str) -> bool:
+        return bool(self.pipeline["steps"][step])
+
+    def datasets(self, kind: str) -> dict[str, dict]:
+        return self.pipeline["data"].get(kind, {})
+
+    def sources(self, kind: str, dataset: str) -> list[str]:
+        """The dataset's raw files, globs expanded (sorted), relative to the working directory."""
+        files: list[str] = []
+        for pattern in self.datasets(kind)[dataset]["sources"]:
+            files.extend(sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern])
+        return files
+
+    def settings(self, step: str) -> dict:
+        """The step's settings that change its output (what the rule passes as a param)."""
+        return {k: v for k, v in self.steps[step].items() if k not in RUNTIME_KEYS}
+
+    def eval_stages(self) -> list[str]:
+        wanted = self.steps["eval"]["stages"]
+        return list(wanted) if wanted is not None else [s for s in EVAL_STAGES if self._stage_available(s)]
+
+    def _stage_available(self, stage: str) -> bool:
+        return stage == "base" or (self.enabled(f"train_{stage}") and self.enabled("mg2hf"))
+
+    def base_model_path(self) -> str:
+        return self.pipeline["base_model"]["path"]
+
+    def base_model_inputs(self) -> list[str]:
+        """What prepare reads to make the base model: the built-in's corpus, or the source folder."""
+        src = self.pipeline["base_model"]["src"]
+        return [BUILTIN_MODELS[src]] if src in BUILTIN_MODELS else [src]
+
+
+def _experiment_problems(exp: Experiment, pipeline_file: Path) -> list[str]:
+    """Step combinations that leave a consumer without input, and missing inputs."""
+    problems = []
+    on = exp.enabled
+    src = f"{pipeline_file}"
+
+    def need(consumer: str, producer: str) -> None:
+        if on(consumer) and not on(producer):
+            problems.append(f"{src}: step '{consumer}' is on but needs '{producer}', which is off. "
+                            f"Set steps.{producer}: true (or steps.{consumer}: false).")
+
+    need("train_cpt", "tokenize_cpt")
+    need("train_sft", "tokenize_sft")
+    if on("train_cpt"):
+        need("train_cpt", "hf2mg")
+    if on("train_sft") and not on("train_cpt"):
+        need("train_sft", "hf2mg")  # SFT starts from the converted base model when CPT is off
+    for kind in KINDS:
+        if on(f"tokenize_{kind}") and not exp.datasets(kind):
+            problems.append(f"{src}: step 'tokenize_{kind}' is on but data.{kind} lists no dataset. "
+                            f"Add one under data.{kind} or set steps.tokenize_{kind}: false.")
+        for name, spec in exp.datasets(kind).items():
+            for pattern in spec["sources"]:
+                if glob.has_magic(pattern) and not glob.glob(pattern):
+                    problems.append(f"{src}: data.{kind}.{name}.sources: '{pattern}' matches no file")
+                elif not glob.has_magic(pattern) and not os.path.exists(pattern):
+                    problems.append(f"{src}: data.{kind}.{name}.sources: '{pattern}' does not exist "
+                                    f"(paths are relative to {os.getcwd()})")
+    if on("eval"):
+        for stage in exp.steps["eval"]["stages"] or []:
+            if not exp._stage_available(stage):
+                problems.append(f"{exp.config_dir / 'steps' / STEP_FILES['eval']}: stages lists '{stage}', "
+                                f"which needs steps train_{stage} and mg2hf on. Remove it or enable them.")
+    base = exp.pipeline["base_model"]
+    prefix = f"{exp.root}/model/base/"
+    if not base["path"].startswith(prefix) or "/" in base["path"][len(prefix):]:
+        problems.append(f"{src}: base_model.path must be a folder directly under {prefix} "
+                        f"(got '{base['path']}'); the default is ${{DATAPOOL_ROOT}}/model/base/${{BASE_MODEL_NAME}}")
+    if base["src"].startswith("builtin:") and base["src"] not in BUILTIN_MODELS:
+        problems.append(f"{src}: base_model.src '{base['src']}' is not a built-in model "
+                        f"(built-ins: {', '.join(BUILTIN_MODELS)})")
+    elif not base["src"].startswith("builtin:") and not os.path.isdir(base["src"]):
+        problems.append(f"{src}: base_model.src '{base['src']}' is not a folder. Point it at an HF model "
+                        "folder (config.json + safetensors + tokenizer) or use builtin:tiny-qwen3.")
+    return problems
+
+
+def load_experiment(name: str, datapool: str) -> Experiment:
+    """Load, resolve and validate config/experiments/<name>/ (pipeline.yaml + steps/*.yaml)."""
+    if not EXPERIMENT_NAME.match(name) or ".." in name:
+        raise ConfigError(f"experiment name '{name}' is not allowed: use letters, digits, '_', '-', '.', "
+                          "with no '/' and no '..'")
+    config_dir = EXPERIMENTS_DIR / name
+    pipeline_file = config_dir / "pipeline.yaml"
+    if not pipeline_file.is_file():
+        known = sorted(p.name for p in EXPERIMENTS_DIR.iterdir() if (p / "pipeline.yaml").is_file())
+        raise ConfigError(f"experiment '{name}': {pipeline_file} not found (experiments: {', '.join(known)})")
+
+    raw: dict[str, tuple[Path, dict, dict]] = {"pipeline": (pipeline_file, load_yaml(pipeline_file),
+                                                            load_schema("pipeline"))}
+    for step, file_name in STEP_FILES.items():
+        path = config_dir / "steps" / file_name
+        raw[step] = (path, load_yaml(path) if path.exists() else {}, load_schema(step))
+    for path, data, schema in raw.values():
+        _fill_defaults(data, schema)
+
+    root = f"{datapool}/experiments/{name}"
+    pipeline = raw["pipeline"][1]
+    namespace = {"DATAPOOL_ROOT": root, "EXP": name, **pipeline,
+                 **{step: raw[step][1] for step in STEPS}}
+    base = pipeline.get("base_model") if isinstance(pipeline.get("base_model"), dict) else {}
+    namespace["BASE_MODEL_NAME"] = base.get("name", "")
+    namespace["BASE_MODEL_PATH"] = "${base_model.path}"
+
+    problems: list[str] = []
+    resolved = {}
+    for key, (path, data, schema) in raw.items():
+        try:
+            resolved[key] = substitute(data, namespace, str(path))
+        except ConfigError as err:
+            problems.append(str(err))
+            continue
+        problems += _schema_problems(resolved[key], schema, str(path))
+    if problems:
+        raise ConfigError("\n".join(problems))
+    exp = Experiment(name, config_dir, root, resolved.pop("pipeline"), resolved)
+    problems = _experiment_problems(exp, pipeline_file)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return exp
+
+
+@dataclass
+class RunConfig:
+    """config/config.yaml (plus --config overrides) and every selected experiment."""
+
+    datapool: str
+    experiments: dict[str, Experiment]
+
+    def exp(self, name: str) -> Experiment:
+        return self.experiments[name]
+
+    def settings_json(self, exp: str, step: str) -> str:
+        return json.dumps(self.experiments[exp].settings(step), sort_keys=True)
+
+    def udatasets_settings_json(self, exp: str, kind: str, dataset: str) -> str:
+        """udatasets settings plus the dataset's adapter choice (both change the output)."""
+        e = self.experiments[exp]
+        spec = e.datasets(kind)[dataset]
+        return json.dumps({**e.settings("udatasets"), "adapter": spec["adapter"], "text_key": spec["text_key"]},
+                          sort_keys=True)
+
+    def threads(self, exp: str, step: str) -> int:
+        return int(self.experiments[exp].steps[step].get("threads", 1))
+
+
+def discover_experiments() -> list[str]:
+    return sorted(p.name for p in EXPERIMENTS_DIR.iterdir() if (p / "pipeline.yaml").is_file())
+
+
+def load_run_config(config: dict, source: str = "config/config.yaml") -> RunConfig:
+    """Validate Snakemake's `config` (config.yaml merged with --config) and load the experiments."""
+    config = _fill_defaults(dict(config), load_schema("config"))
+    if isinstance(config.get("experiments"), str):  # --config experiments=demo
+        config["experiments"] = [config["experiments"]]
+    problems = _schema_problems(config, load_schema("config"), source)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    names = config["experiments"] or discover_experiments()
+    experiments, problems = {}, []
+    for name in names:
+        try:
+            experiments[name] = load_experiment(name, config["datapool"])
+        except ConfigError as err:
+            problems.append(str(err))
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return RunConfig(config["datapool"], experiments)

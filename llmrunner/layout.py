@@ -1,0 +1,87 @@
+"""Where each step's files live in an experiment's datapool (DESIGN.md, "Files").
+
+One place for every path, so rules, reports and tests agree. All paths are strings relative to
+the workflow's working directory, rooted at DATAPOOL_ROOT (`<datapool>/experiments/<exp>`).
+"""
+from __future__ import annotations
+
+
+class ExperimentLayout:
+    """Path answers for one experiment; mixed into config.Experiment (which provides root,
+    enabled(), datasets(), eval_stages(), base_model_path())."""
+
+    root: str
+
+    def path(self, *parts: str) -> str:
+        return "/".join((self.root, *parts))
+
+    def raw_dir(self, kind: str, dataset: str) -> str:
+        return self.path("data", "raw", kind, dataset)
+
+    def processed(self, kind: str, dataset: str) -> str:
+        return self.path("data", "processed", kind, f"{dataset}.jsonl")
+
+    def tokenize_input(self, kind: str, dataset: str) -> str:
+        """Processed data, or the raw folder (already in the unified schema) when udatasets is off."""
+        return self.processed(kind, dataset) if self.enabled("udatasets") else self.raw_dir(kind, dataset)
+
+    def tokenized_prefix(self, kind: str, dataset: str) -> str:
+        return self.path("data", "tokenized", kind, dataset)
+
+    def tokenized_files(self, kind: str, dataset: str) -> list[str]:
+        prefix = self.tokenized_prefix(kind, dataset)
+        names = ["text_document"] + (["loss_mask_document"] if kind == "sft" else [])
+        return [f"{prefix}_{n}.{ext}" for n in names for ext in ("bin", "idx")] + [f"{prefix}.stats.json"]
+
+    def mg_base(self) -> str:
+        return self.path("model", "mg", "base")
+
+    def checkpoints(self, kind: str) -> str:
+        return self.path("model", f"{kind}_checkpoints")
+
+    def train_done(self, kind: str) -> str:
+        return self.path("model", f"{kind}_checkpoints", "complete.json")
+
+    def train_init(self, kind: str) -> tuple[str, str]:
+        """(file the rule waits for, checkpoint folder to start from). SFT continues from CPT when
+        CPT is on, else from the converted base model."""
+        if kind == "sft" and self.enabled("train_cpt"):
+            return self.train_done("cpt"), self.checkpoints("cpt")
+        return self.mg_base(), self.mg_base()
+
+    def hf_model(self, stage: str) -> str:
+        return self.base_model_path() if stage == "base" else self.path("model", "hf", stage)
+
+    def eval_dir(self, stage: str) -> str:
+        return self.path("reports", "eval", stage)
+
+    def report(self) -> str:
+        return self.path("reports", "report.md")
+
+    def step_outputs(self, step: str) -> list[str]:
+        """What the target rule `snakemake <step>` builds for this experiment ([] when off)."""
+        if step == "prepare":
+            return [self.base_model_path()] + [self.raw_dir(k, d) for k in ("cpt", "sft") for d in self.datasets(k)]
+        if step == "report":
+            return [self.report()]
+        if not self.enabled(step):
+            return []
+        if step == "udatasets":
+            return [self.processed(k, d) for k in ("cpt", "sft") for d in self.datasets(k)]
+        if step in ("tokenize_cpt", "tokenize_sft"):
+            kind = step.split("_")[1]
+            return [f for d in self.datasets(kind) for f in self.tokenized_files(kind, d)]
+        if step == "hf2mg":
+            return [self.mg_base()]
+        if step in ("train_cpt", "train_sft"):
+            return [self.train_done(step.split("_")[1])]
+        if step == "mg2hf":
+            return [self.hf_model(k) for k in ("cpt", "sft") if self.enabled(f"train_{k}")]
+        if step == "eval":
+            return [self.eval_dir(s) for s in self.eval_stages()]
+        raise KeyError(step)
+
+    def report_inputs(self) -> list[str]:
+        """Everything the experiment's report summarises: every enabled step's outputs."""
+        steps = ("udatasets", "tokenize_cpt", "tokenize_sft", "train_cpt", "train_sft", "mg2hf", "eval")
+        return [p for step in steps for p in self.step_outputs(step)]

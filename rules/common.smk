@@ -1,0 +1,34 @@
+# Config loading and validation (before any job starts), wildcard constraints, step targets.
+import os
+import re
+import sys
+
+from llmrunner.config import load_run_config
+from llmrunner.errors import ConfigError
+
+try:
+    RUN = load_run_config(config)
+except ConfigError as err:
+    raise WorkflowError(f"LLMRunner config error:\n{err}") from None
+
+# DATAPOOL_ROOT of the experiment in a rule's wildcards.
+ROOT = f"{RUN.datapool}/experiments/{{exp}}"
+# Jobs inherit this environment (SLURM jobs too: they re-read this file): never reach a hub.
+os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+# `python` in rule commands is the interpreter running Snakemake (the project's venv).
+os.environ["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"
+
+
+wildcard_constraints:
+    exp="|".join(map(re.escape, RUN.experiments)) or "^$",
+    kind="cpt|sft",
+    stage="base|cpt|sft",
+    dataset="[A-Za-z0-9][A-Za-z0-9_-]*",
+
+
+def exp(wildcards):
+    return RUN.exp(wildcards.exp)
+
+
+def step_targets(step):
+    return [p for e in RUN.experiments.values() for p in e.step_outputs(step)]

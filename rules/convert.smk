@@ -1,0 +1,51 @@
+# hf2mg / mg2hf: Hugging Face <-> Megatron checkpoints (built-in Qwen3 mapping), parity-checked.
+
+
+rule hf2mg:
+    input:
+        step_targets("hf2mg"),
+
+
+rule mg2hf:
+    input:
+        step_targets("mg2hf"),
+
+
+rule hf2mg_base:
+    input:
+        lambda w: exp(w).base_model_path(),
+    output:
+        directory(f"{ROOT}/model/mg/base"),
+    params:
+        settings=lambda w: RUN.settings_json(w.exp, "hf2mg"),
+    threads: lambda w: RUN.threads(w.exp, "hf2mg")
+    log:
+        f"{ROOT}/logs/hf2mg.base.log",
+    benchmark:
+        f"{ROOT}/benchmarks/hf2mg.base.tsv"
+    conda:
+        "../envs/megatron.yaml"
+    shell:
+        "python -m llmrunner.convert hf2mg --hf {input:q} --out {output:q}"
+        " --settings {params.settings:q} --threads {threads} > {log:q} 2>&1"
+
+
+rule mg2hf_stage:
+    input:
+        done=f"{ROOT}/model/{{stage}}_checkpoints/complete.json",
+        side=lambda w: exp(w).base_model_path(),
+    output:
+        directory(f"{ROOT}/model/hf/{{stage}}"),
+    params:
+        settings=lambda w: RUN.settings_json(w.exp, "mg2hf"),
+        checkpoints=lambda w, input: os.path.dirname(input.done),
+    threads: lambda w: RUN.threads(w.exp, "mg2hf")
+    log:
+        f"{ROOT}/logs/mg2hf.{{stage}}.log",
+    benchmark:
+        f"{ROOT}/benchmarks/mg2hf.{{stage}}.tsv"
+    conda:
+        "../envs/megatron.yaml"
+    shell:
+        "python -m llmrunner.convert mg2hf --mg {params.checkpoints:q} --hf-side {input.side:q}"
+        " --out {output:q} --settings {params.settings:q} --threads {threads} > {log:q} 2>&1"

@@ -1,0 +1,36 @@
+# train_cpt / train_sft: megatron-core training. The declared output is a completion file, so
+# Snakemake never deletes checkpoints; the trainer resumes or starts fresh (DESIGN.md).
+
+
+rule train_cpt:
+    input:
+        step_targets("train_cpt"),
+
+
+rule train_sft:
+    input:
+        step_targets("train_sft"),
+
+
+rule train_run:
+    input:
+        init=lambda w: exp(w).train_init(w.kind)[0],
+        data=lambda w: [f for d in exp(w).datasets(w.kind) for f in exp(w).tokenized_files(w.kind, d)],
+    output:
+        f"{ROOT}/model/{{kind}}_checkpoints/complete.json",
+    params:
+        settings=lambda w: RUN.settings_json(w.exp, f"train_{w.kind}"),
+        init=lambda w: exp(w).train_init(w.kind)[1],
+        prefixes=lambda w: [exp(w).tokenized_prefix(w.kind, d) for d in exp(w).datasets(w.kind)],
+        save=f"{ROOT}/model/{{kind}}_checkpoints",
+    threads: lambda w: RUN.threads(w.exp, f"train_{w.kind}")
+    log:
+        f"{ROOT}/logs/train_{{kind}}.log",
+    benchmark:
+        f"{ROOT}/benchmarks/train_{{kind}}.tsv"
+    conda:
+        "../envs/megatron.yaml"
+    shell:
+        "python -m llmrunner.train {wildcards.kind} --init {params.init:q} --data {params.prefixes:q}"
+        " --save {params.save:q} --done {output:q} --settings {params.settings:q} --threads {threads}"
+        " > {log:q} 2>&1"

@@ -1,0 +1,159 @@
+"""Config loading: schema validation, ${NAME} substitution, step switches, clear errors."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from llmrunner.config import discover_experiments, load_experiment, load_run_config, substitute
+from llmrunner.errors import ConfigError
+from tests.conftest import REPO, write_yaml
+
+DEMO = Path("config/experiments/demo")
+
+
+def edit(path: Path, **changes) -> None:
+    data = yaml.safe_load(path.read_text()) or {}
+    data.update(changes)
+    write_yaml(path, data)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "config/experiments").iterdir()))
+def test_every_shipped_experiment_validates(name, monkeypatch):
+    monkeypatch.chdir(REPO)
+    exp = load_experiment(name, "datapool")
+    assert exp.root == f"datapool/experiments/{name}"
+
+
+def test_demo_resolves_paths_and_defaults(project):
+    exp = load_run_config({}).exp("demo")
+    assert exp.base_model_path() == "datapool/experiments/demo/model/base/tiny-qwen3"
+    # a typed reference keeps its type: seq_length: ${tokenize_sft.max_tokens}
+    assert exp.steps["train_sft"]["seq_length"] == exp.steps["tokenize_sft"]["max_tokens"] == 512
+    assert exp.steps["train_cpt"]["keep_last"] == 2  # schema default filled
+    assert exp.eval_stages() == ["base", "cpt", "sft"]
+    assert "threads" not in exp.settings("train_cpt")  # runtime only: no rerun when it changes
+
+
+def test_unknown_key_names_file_key_and_suggestion(project):
+    edit(DEMO / "steps/4.train_cpt.yaml", train_iter=5)
+    with pytest.raises(ConfigError) as err:
+        load_run_config({})
+    assert "4.train_cpt.yaml: unknown key 'train_iter' (did you mean 'train_iters'?)" in str(err.value)
+
+
+def test_nested_unknown_key_and_wrong_type_are_reported_together(project):
+    pipeline = yaml.safe_load((DEMO / "pipeline.yaml").read_text())
+    pipeline["base_model"]["nmae"] = "x"
+    pipeline["steps"]["eval"] = "yes"
+    write_yaml(DEMO / "pipeline.yaml", pipeline)
+    with pytest.raises(ConfigError) as err:
+        load_run_config({})
+    msg = str(err.value)
+    assert "unknown key 'base_model.nmae' (did you mean 'name'?)" in msg
+    assert "key 'steps.eval': 'yes' is not of type 'boolean'" in msg
+
+
+def test_override_of_run_config_is_validated(project):
+    with pytest.raises(ConfigError, match="unknown key 'datapol'"):
+        load_run_config({"datapol": "x"})
+
+
+def test_substitution_types_env_and_errors(monkeypatch):
+    ns = {"a": {"b": 3}, "name": "x", "loop1": "${loop2}", "loop2": "${loop1}"}
+    assert substitute("${a.b}", ns, "f") == 3
+    assert substitute("run-${a.b}-${name}", ns, "f") == "run-3-x"
+    monkeypatch.setenv("LLMR_TEST", "v")
+    assert substitute(["${env:LLMR_TEST}"], ns, "f") == ["v"]
+    with pytest.raises(ConfigError, match=r"f: \$\{nope\} is not defined"):
+        substitute("${nope}", ns, "f")
+    with pytest.raises(ConfigError, match="cycle: loop1 → loop2 → loop1"):
+        substitute("${loop1}", ns, "f")
+    with pytest.raises(ConfigError, match="MISSING_VAR"):
+        substitute("${env:MISSING_VAR}", ns, "f")
+
+
+def test_undefined_reference_in_a_step_file(project):
+    edit(DEMO / "steps/7.train_sft.yaml", seq_length="${tokenize_sft.max_tokenz}")
+    with pytest.raises(ConfigError, match=r"7.train_sft.yaml: \$\{tokenize_sft.max_tokenz\} is not defined"):
+        load_run_config({})
+
+
+@pytest.mark.parametrize("name", ["../evil", "a/b", "..", "x..y"])
+def test_bad_experiment_names_are_rejected(project, name):
+    with pytest.raises(ConfigError, match="not allowed"):
+        load_run_config({"experiments": [name]})
+
+
+def test_unknown_experiment_lists_known_ones(project):
+    with pytest.raises(ConfigError, match=r"experiment 'nope'.*experiments: demo"):
+        load_run_config({"experiments": ["nope"]})
+
+
+def test_missing_raw_data_and_base_model_are_named(project):
+    pipeline = yaml.safe_load((DEMO / "pipeline.yaml").read_text())
+    pipeline["data"]["cpt"]["demo_text"]["sources"] = ["raw/missing.jsonl"]
+    pipeline["base_model"]["src"] = "/models/none"
+    write_yaml(DEMO / "pipeline.yaml", pipeline)
+    with pytest.raises(ConfigError) as err:
+        load_run_config({})
+    assert "data.cpt.demo_text.sources: 'raw/missing.jsonl' does not exist" in str(err.value)
+    assert "base_model.src '/models/none' is not a folder" in str(err.value)
+
+
+def test_consumer_without_producer_is_rejected(project):
+    pipeline = yaml.safe_load((DEMO / "pipeline.yaml").read_text())
+    pipeline["steps"]["tokenize_cpt"] = False
+    write_yaml(DEMO / "pipeline.yaml", pipeline)
+    with pytest.raises(ConfigError, match="'train_cpt' is on but needs 'tokenize_cpt'.*Set steps.tokenize_cpt: true"):
+        load_run_config({})
+
+
+def test_cpt_off_sft_starts_from_base_and_eval_skips_cpt(project):
+    pipeline = yaml.safe_load((DEMO / "pipeline.yaml").read_text())
+    pipeline["steps"]["train_cpt"] = False
+    write_yaml(DEMO / "pipeline.yaml", pipeline)
+    exp = load_run_config({}).exp("demo")
+    assert exp.train_init("sft") == (exp.mg_base(), exp.mg_base())
+    assert exp.eval_stages() == ["base", "sft"]
+    assert exp.step_outputs("train_cpt") == [] and exp.step_outputs("mg2hf") == [exp.hf_model("sft")]
+
+
+def test_sft_off_ends_at_cpt(project):
+    pipeline = yaml.safe_load((DEMO / "pipeline.yaml").read_text())
+    pipeline["steps"]["train_sft"] = False
+    write_yaml(DEMO / "pipeline.yaml", pipeline)
+    exp = load_run_config({}).exp("demo")
+    assert exp.eval_stages() == ["base", "cpt"]
+    assert exp.train_init("cpt") == (exp.mg_base(), exp.mg_base())
+
+
+def test_explicit_eval_stage_that_cannot_exist_is_rejected(project):
+    pipeline = yaml.safe_load((DEMO / "pipeline.yaml").read_text())
+    pipeline["steps"]["train_sft"] = False
+    write_yaml(DEMO / "pipeline.yaml", pipeline)
+    edit(DEMO / "steps/8.eval.yaml", stages=["base", "sft"])
+    with pytest.raises(ConfigError, match="stages lists 'sft'"):
+        load_run_config({})
+
+
+def test_udatasets_off_tokenizes_raw_folder(project):
+    pipeline = yaml.safe_load((DEMO / "pipeline.yaml").read_text())
+    pipeline["steps"]["udatasets"] = False
+    write_yaml(DEMO / "pipeline.yaml", pipeline)
+    exp = load_run_config({}).exp("demo")
+    assert exp.tokenize_input("cpt", "demo_text") == exp.raw_dir("cpt", "demo_text")
+
+
+def test_settings_json_is_stable_and_carries_adapter(project):
+    run = load_run_config({})
+    settings = json.loads(run.udatasets_settings_json("demo", "sft", "wordnet_chat"))
+    assert settings["adapter"] == "messages" and settings["dedup"] == "exact"
+    assert run.settings_json("demo", "train_cpt") == run.settings_json("demo", "train_cpt")
+
+
+def test_discover_experiments(project):
+    (Path("config/experiments/empty")).mkdir()  # no pipeline.yaml: not an experiment
+    assert discover_experiments() == ["demo"]
