@@ -15,6 +15,7 @@ import glob
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -308,6 +309,13 @@ class RunConfig:
 
     def threads(self, exp: str, step: str) -> int:
         return int(self.experiments[exp].steps[step].get("threads", 1))
+
+
+def set_job_environment() -> None:
+    """Environment every job inherits (SLURM jobs too: they re-read the Snakefile): no hub access,
+    and `python` in rule commands is the interpreter running Snakemake (the project's venv)."""
+    os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    os.environ["PATH"] = os.pathsep.join((os.path.dirname(sys.executable), os.environ.get("PATH", "")))
 
 
 def discover_experiments() -> list[str]:

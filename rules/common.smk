@@ -1,9 +1,7 @@
 # Config loading and validation (before any job starts), wildcard constraints, step targets.
-import os
 import re
-import sys
 
-from llmrunner.config import load_run_config
+from llmrunner.config import load_run_config, set_job_environment
 from llmrunner.errors import ConfigError
 
 try:
@@ -13,10 +11,7 @@ except ConfigError as err:
 
 # DATAPOOL_ROOT of the experiment in a rule's wildcards.
 ROOT = f"{RUN.datapool}/experiments/{{exp}}"
-# Jobs inherit this environment (SLURM jobs too: they re-read this file): never reach a hub.
-os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-# `python` in rule commands is the interpreter running Snakemake (the project's venv).
-os.environ["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"
+set_job_environment()
 
 
 wildcard_constraints:

@@ -1,0 +1,76 @@
+"""Run the real workflow (real Snakemake, real stages) on the demo experiment, once per session.
+
+The demo config is copied into a throwaway working directory with shorter step counts; every
+workflow test reads that one run's outputs (CI time is shared)."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO, write_yaml
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
+    return proc
+
+
+def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
+    """Rule name → job count from a dry run's 'Job stats' table."""
+    text = proc.stdout + proc.stderr
+    if "Nothing to be done" in text:
+        return {}
+    table = text.split("Job stats:", 1)[1].splitlines()
+    jobs = {}
+    for line in table[3:]:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        jobs[parts[0]] = int(parts[1])
+    return jobs
+
+
+def short_demo(workdir: Path) -> None:
+    """The shipped demo with CI-sized step counts, plus a CPT-off and an SFT-off variant."""
+    shutil.copytree(REPO / "config", workdir / "config")
+    (workdir / "resources").symlink_to(REPO / "resources")
+    steps = workdir / "config/experiments/demo/steps"
+    overrides = {
+        "4.train_cpt.yaml": {"train_iters": 30, "seq_length": 128, "save_interval": 15, "eval_interval": 15,
+                             "warmup_iters": 3, "log_interval": 5},
+        "7.train_sft.yaml": {"train_iters": 12, "seq_length": 256, "save_interval": 6, "eval_interval": 6,
+                             "warmup_iters": 2, "log_interval": 3, "micro_batch_size": 2, "global_batch_size": 2},
+        "8.eval.yaml": {"limit": 40},
+    }
+    for name, values in overrides.items():
+        data = yaml.safe_load((steps / name).read_text()) or {}
+        write_yaml(steps / name, {**data, **values})
+    for variant, off in (("cpt_off", "train_cpt"), ("sft_off", "train_sft")):
+        shutil.copytree(workdir / "config/experiments/demo", workdir / f"config/experiments/{variant}")
+        pipeline_file = workdir / f"config/experiments/{variant}/pipeline.yaml"
+        pipeline = yaml.safe_load(pipeline_file.read_text())
+        pipeline["steps"][off] = False
+        write_yaml(pipeline_file, pipeline)
+
+
+@pytest.fixture(scope="session")
+def demo_workdir(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("workflow")
+    short_demo(workdir)
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def demo_run(demo_workdir: Path) -> Path:
+    """The short demo run end to end; returns its DATAPOOL_ROOT."""
+    snakemake(demo_workdir, "--cores", "2", "--config", "experiments=[demo]")
+    return demo_workdir / "datapool/experiments/demo"
