@@ -34,7 +34,7 @@ def test_sft_off_ends_at_cpt_eval(demo_workdir):
 
 
 def test_target_train_sft_builds_only_what_sft_needs(demo_workdir):
-    jobs = planned_jobs(snakemake(demo_workdir, "-n", "train_sft", "--config", "experiments=[demo]"))
+    jobs = planned_jobs(snakemake(demo_workdir, "-n", "-F", "train_sft", "--config", "experiments=[demo]"))
     assert "eval_stage" not in jobs and "mg2hf_stage" not in jobs and "report_experiment" not in jobs
     assert jobs["train_run"] == 2  # SFT continues from CPT
 

@@ -1,0 +1,97 @@
+"""The demo experiment run end to end through real Snakemake: every output a user looks at."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.workflow.conftest import planned_jobs, snakemake
+
+pytestmark = pytest.mark.workflow
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_udatasets_accounts_for_every_record(demo_run):
+    for kind, dataset in (("cpt", "demo_text"), ("sft", "wordnet_chat")):
+        stats = json.loads((demo_run / f"data/processed/{kind}/{dataset}.stats.json").read_text())
+        kept = len(read_jsonl(demo_run / f"data/processed/{kind}/{dataset}.jsonl"))
+        rejected = len(read_jsonl(demo_run / f"data/processed/{kind}/{dataset}.rejects.jsonl"))
+        duplicates = len(read_jsonl(demo_run / f"data/processed/{kind}/{dataset}.duplicates.jsonl"))
+        assert stats["kept"] == kept > 0
+        assert stats["input"] == kept + rejected + duplicates
+        assert sum(stats["rejected"].values()) == rejected
+
+
+def test_tokenized_files_are_megatron_indexed_datasets(demo_run):
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+    cpt = IndexedDataset(str(demo_run / "data/tokenized/cpt/demo_text_text_document"))
+    stats = json.loads((demo_run / "data/tokenized/cpt/demo_text.stats.json").read_text())
+    assert len(cpt) == stats["documents"] > 0 and int(cpt.sequence_lengths.sum()) == stats["tokens"]
+    assert cpt[0].dtype == np.uint16 and cpt[0][-1] == 0  # vocab 8k; <|endoftext|> appended
+    ids = IndexedDataset(str(demo_run / "data/tokenized/sft/wordnet_chat_text_document"))
+    mask = IndexedDataset(str(demo_run / "data/tokenized/sft/wordnet_chat_loss_mask_document"))
+    assert len(ids) == len(mask) > 0 and mask[0].dtype == np.uint8
+    assert np.array_equal(ids.sequence_lengths, mask.sequence_lengths)
+    assert 0 < mask[0].sum() < len(mask[0])  # only assistant tokens are targets
+
+
+def test_conversions_pass_parity(demo_run):
+    for folder in ("model/mg/base", "model/hf/cpt", "model/hf/sft"):
+        parity = json.loads((demo_run / folder / "parity.json").read_text())
+        assert parity["ok"] and parity["max_abs_logit_diff"] <= 1e-5, folder
+    assert (demo_run / "model/hf/sft/tokenizer.json").exists()  # HF side files copied
+
+
+def test_training_loss_falls_and_checkpoints_follow_megatron_layout(demo_run):
+    for kind, iters in (("cpt", 30), ("sft", 12)):
+        ckpt = demo_run / f"model/{kind}_checkpoints"
+        done = json.loads((ckpt / "complete.json").read_text())
+        assert (ckpt / "latest_checkpointed_iteration.txt").read_text().strip() == str(iters)
+        assert (ckpt / f"iter_{iters:07d}").is_dir() and (ckpt / "model.json").exists()
+        losses = [m["loss"] for m in read_jsonl(ckpt / "logs/metrics.jsonl") if "loss" in m]
+        assert len(losses) == iters and done["iteration"] == iters
+        assert np.mean(losses[-3:]) < np.mean(losses[:3]), f"{kind} loss did not fall: {losses}"
+
+
+def test_eval_results_for_every_stage(demo_run):
+    bpb = {}
+    for stage in ("base", "cpt", "sft"):
+        results = json.loads((demo_run / f"reports/eval/{stage}/results.json").read_text())
+        bpb[stage] = results["tasks"]["heldout_ppl"]["bits_per_byte"]
+        assert math.isfinite(bpb[stage])
+        assert 0.0 <= results["tasks"]["wordnet_mc"]["acc"] <= 1.0
+    assert bpb["cpt"] < bpb["base"], bpb  # CPT on the same domain lowers held-out bits per byte
+
+
+def test_reports(demo_run):
+    report = (demo_run / "reports/report.md").read_text()
+    for section in ("udatasets", "tokeniz", "train", "eval"):
+        assert section in report.lower()
+    assert (demo_run / "reports/loss.png").stat().st_size > 1000
+    compare = (demo_run.parents[1] / "reports/compare.md").read_text()
+    assert "demo" in compare
+
+
+def test_second_run_has_nothing_to_do(demo_run, demo_workdir):
+    assert planned_jobs(snakemake(demo_workdir, "-n", "--config", "experiments=[demo]")) == {}
+
+
+def test_config_change_reruns_only_that_step_and_dependents(demo_run, demo_workdir):
+    path = demo_workdir / "config/experiments/demo/steps/7.train_sft.yaml"
+    original = path.read_text()
+    path.write_text(yaml.safe_dump({**yaml.safe_load(original), "lr": 5.0e-4}))
+    try:
+        proc = snakemake(demo_workdir, "-n", "--config", "experiments=[demo]")
+    finally:
+        path.write_text(original)
+    assert planned_jobs(proc) == {"train_run": 1, "mg2hf_stage": 1, "eval_stage": 1, "report_experiment": 1,
+                                  "report_compare": 1, "all": 1}
+    assert "Params have changed since last execution" in proc.stdout + proc.stderr
