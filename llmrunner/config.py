@@ -44,8 +44,9 @@ STEP_FILES = {
 STEPS = tuple(STEP_FILES)
 KINDS = ("cpt", "sft")
 EVAL_STAGES = ("base", "cpt", "sft")
-# Settings that change speed, not output: passed as rule threads, kept out of params.
-RUNTIME_KEYS = ("threads",)
+# Keys kept out of a job's params: `threads` changes speed, not output (it becomes the rule's
+# threads); eval `stages` chooses which jobs exist, not what one job writes.
+NOT_PARAMS = ("threads", "stages")
 # Built-in base models and the file each one is built from (a rule input: a change rebuilds it).
 BUILTIN_MODELS = {"builtin:tiny-qwen3": "resources/demo/cpt.jsonl.gz"}
 EXPERIMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -177,7 +178,7 @@ class Experiment(ExperimentLayout):
 
     def settings(self, step: str) -> dict:
         """The step's settings that change its output (what the rule passes as a param)."""
-        return {k: v for k, v in self.steps[step].items() if k not in RUNTIME_KEYS}
+        return {k: v for k, v in self.steps[step].items() if k not in NOT_PARAMS}
 
     def eval_stages(self) -> list[str]:
         wanted = self.steps["eval"]["stages"]

@@ -1,0 +1,70 @@
+"""EvalSettings: the eval step's config (config/experiments/<exp>/steps/8.eval.yaml after validation)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from llmrunner.errors import ConfigError
+from llmrunner.eval.tasks import TASK_DATA_KEY
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    stages: list[str] | None = None
+    """Which models the workflow evaluates (base, cpt, sft; null: base plus every trained stage that is on).
+    Read by the rules; one run of this entry point evaluates the one model it is given."""
+
+    tasks: list[str] = field(default_factory=lambda: ["heldout_ppl", "wordnet_mc"])
+    """Built-in local tasks to run: `heldout_ppl` (rolling log-likelihood on held-out text: word and
+    byte perplexity, bits per byte) and `wordnet_mc` (4-way multiple choice: acc, acc_norm)."""
+
+    heldout: str | None = None
+    """JSONL file with one `{"text": ...}` per line; needed by `heldout_ppl`."""
+
+    mc: str | None = None
+    """JSONL file of `{"word", "pos", "choices": [4 strings], "label": 0-3}` items; needed by `wordnet_mc`."""
+
+    batch_size: int = 16
+    """Sequences per forward pass."""
+
+    max_length: int = 512
+    """Context window in tokens; longer held-out documents are scored in rolling windows of this size."""
+
+    limit: int | None = None
+    """Score only the first N items of each task (null: all). For quick runs; results are then not
+    comparable with full runs."""
+
+    threads: int = 2
+    """CPU threads for torch (`torch.set_num_threads`); the entry point's `--threads` overrides it."""
+
+    @classmethod
+    def from_dict(cls, values: dict) -> EvalSettings:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"eval settings: unknown key(s) {unknown}; known keys are {sorted(known)}")
+        return cls(**values)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.tasks:
+            problems.append("`tasks` is empty: name at least one of " + ", ".join(TASK_DATA_KEY))
+        for task in self.tasks:
+            if task not in TASK_DATA_KEY:
+                problems.append(f"unknown task {task!r} in `tasks` (built-in tasks: {', '.join(TASK_DATA_KEY)})")
+            elif not getattr(self, TASK_DATA_KEY[task]):
+                problems.append(f"task {task!r} needs `{TASK_DATA_KEY[task]}` (a JSONL file path)")
+        for stage in self.stages or []:
+            if stage not in ("base", "cpt", "sft"):
+                problems.append(f"unknown stage {stage!r} in `stages` (choose from base, cpt, sft)")
+        for name in ("batch_size", "max_length", "threads"):
+            if not _positive_int(getattr(self, name)):
+                problems.append(f"`{name}` must be a positive integer, got {getattr(self, name)!r}")
+        if self.limit is not None and not _positive_int(self.limit):
+            problems.append(f"`limit` must be null or a positive integer, got {self.limit!r}")
+        if problems:
+            raise ConfigError("eval settings: " + "; ".join(problems) + ".")
+
+
+def _positive_int(value: object) -> bool:
+    # bool is an int subclass; `true` in YAML is not a count
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
