@@ -48,7 +48,7 @@ EVAL_STAGES = ("base", "cpt", "sft")
 # threads); eval `stages` chooses which jobs exist, not what one job writes.
 NOT_PARAMS = ("threads", "stages")
 # Built-in base models and the file each one is built from (a rule input: a change rebuilds it).
-BUILTIN_MODELS = {"builtin:tiny-qwen3": "resources/demo/cpt.jsonl.gz"}
+BUILTIN_MODELS = {"builtin:tiny-qwen3": REPO_ROOT / "resources" / "demo" / "cpt.jsonl.gz"}
 EXPERIMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _REF = re.compile(r"\$\{([^}]+)\}")
 
@@ -193,7 +193,7 @@ class Experiment(ExperimentLayout):
     def base_model_inputs(self) -> list[str]:
         """What prepare reads to make the base model: the built-in's corpus, or the source folder."""
         src = self.pipeline["base_model"]["src"]
-        return [BUILTIN_MODELS[src]] if src in BUILTIN_MODELS else [src]
+        return [str(BUILTIN_MODELS[src])] if src in BUILTIN_MODELS else [src]
 
 
 def _experiment_problems(exp: Experiment, pipeline_file: Path) -> list[str]:

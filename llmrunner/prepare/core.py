@@ -1,0 +1,91 @@
+"""prepare: put the base model and the raw data into the experiment's datapool.
+
+A base model is either copied from a local Hugging Face folder or built (`builtin:<name>`);
+raw data files are copied as they are, keeping their names.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from llmrunner.errors import StageError
+from llmrunner.jsonl import is_data_file
+from llmrunner.prepare.tiny_model import build_tiny_qwen3
+
+log = logging.getLogger(__name__)
+
+BUILTIN_PREFIX = "builtin:"
+BUILTIN_MODELS: dict[str, Callable[[Path], None]] = {"tiny-qwen3": build_tiny_qwen3}
+
+# Other weight formats are redundant next to safetensors (and often as large again): not copied.
+SKIPPED_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".h5", ".msgpack", ".ckpt", ".gguf", ".onnx")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
+def prepare_base_model(src: str, out: Path) -> None:
+    """Build `builtin:<name>` into `out`, or copy the HF model folder `src` there."""
+    if src.startswith(BUILTIN_PREFIX):
+        name = src[len(BUILTIN_PREFIX):]
+        if name not in BUILTIN_MODELS:
+            raise StageError(f"unknown built-in base model {src!r}; known: "
+                             + ", ".join(BUILTIN_PREFIX + n for n in BUILTIN_MODELS))
+        BUILTIN_MODELS[name](out)
+    else:
+        copy_base_model(Path(src), out)
+
+
+def copy_base_model(src: Path, out: Path) -> None:
+    """Copy an HF model folder's top-level files (safetensors, config, tokenizer, side files) to `out`."""
+    if not src.is_dir():
+        raise StageError(f"base model source {src} is not a folder. Give a local Hugging Face model folder "
+                         f"(on a machine with internet: `huggingface-cli download <repo> --local-dir {src}`) "
+                         f"or builtin:tiny-qwen3 in pipeline.yaml base_model.src")
+    names = {p.name for p in src.iterdir() if p.is_file()}
+    problems = []
+    if "config.json" not in names:
+        problems.append("no config.json")
+    if not any(n.endswith(".safetensors") for n in names):
+        problems.append("no *.safetensors weights (convert with model.save_pretrained(dir, "
+                        "safe_serialization=True))")
+    if not names.intersection(TOKENIZER_FILES):
+        problems.append("no tokenizer files (tokenizer.json or tokenizer_config.json; save them with "
+                        "tokenizer.save_pretrained(dir))")
+    if problems:
+        raise StageError(f"base model source {src} is not a usable Hugging Face model folder: "
+                         + "; ".join(problems) + f". It contains: {', '.join(sorted(names)) or 'no files'}")
+    if src.resolve() == out.resolve():
+        raise StageError(f"base model source {src} is the output folder itself; point base_model.src elsewhere")
+    out.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for name in sorted(names):
+        if name.startswith(".") or name.endswith(SKIPPED_WEIGHT_SUFFIXES):
+            continue
+        shutil.copyfile(src / name, out / name)
+        copied.append(name)
+    log.info("copied base model %s -> %s: %s", src, out, ", ".join(copied))
+
+
+def copy_raw_data(sources: list[Path], out: Path) -> None:
+    """Copy each source file into `out` under its own name (the rule has expanded the globs)."""
+    problems = []
+    by_name: dict[str, Path] = {}
+    for src in sources:
+        if not src.is_file():
+            problems.append(f"{src} does not exist (or is not a file)")
+        elif not is_data_file(src):
+            problems.append(f"{src} is not a .jsonl or .jsonl.gz file (rename it if it is JSON Lines)")
+        elif src.name in by_name:
+            problems.append(f"{src} and {by_name[src.name]} have the same file name; rename one")
+        else:
+            by_name[src.name] = src
+    if not sources:
+        problems.append("no source files given")
+    if problems:
+        raise StageError("cannot copy the raw data sources (fix the dataset's sources in pipeline.yaml): "
+                         + "; ".join(problems))
+    out.mkdir(parents=True, exist_ok=True)
+    for name, src in sorted(by_name.items()):
+        shutil.copyfile(src, out / name)
+        log.info("copied %s -> %s (%d bytes)", src, out / name, src.stat().st_size)

@@ -1,0 +1,1 @@
+"""tokenize: unified-schema JSON Lines -> Megatron indexed datasets (CPT ids; SFT ids + loss mask)."""

@@ -1,0 +1,206 @@
+"""tokenize_sft: conversations -> token ids + an aligned uint8 loss mask (1 = training target).
+
+A conversation is rendered with the tokenizer's own chat template and tokenized as
+`apply_chat_template(..., tokenize=True)` would, with one difference: only the special tokens the
+template itself writes are special. Text inside a message that spells one (a user typing
+"<|im_end|>") stays literal text, so data cannot forge turn boundaries.
+
+How: the template is rendered once with a sentinel in place of each message's content, which
+locates the template's own text; the real contents are substituted in (and the result checked
+against the template's real rendering, so a template that rewrites content is caught); the text is
+split at the template's special tokens, and the pieces between them are encoded with special-token
+matching off. The mask is 1 on tokens that overlap an assistant content span (as the
+`{% generation %}` mask of `apply_chat_template` marks them) and on the first special token the
+template writes after that content (its end of turn, `<|im_end|>` in ChatML).
+"""
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from llmrunner.errors import StageError
+from llmrunner.tokenize.core import (
+    batched,
+    finalize_builder,
+    index_dtype,
+    iter_field,
+    literal_backend,
+    load_tokenizer,
+    open_builder,
+    write_stats,
+)
+
+log = logging.getLogger(__name__)
+
+BATCH_CONVERSATIONS = 256
+SENTINEL = re.compile("\ue000(\\d+)\ue001")  # Private Use Area: no real text or template writes these
+
+
+@dataclass
+class Layout:
+    """A rendered conversation: its text, cut into plain-text pieces and the template's special tokens."""
+
+    text: str
+    pieces: list[tuple[int, int, int | None]]
+    """(start, end, special token id or None for plain text), covering `text` in order."""
+    targets: list[tuple[int, int]]
+    """Character spans of the target assistant contents."""
+    target_specials: set[int]
+    """Start offsets in `text` of the end-of-turn tokens that follow a target content."""
+
+
+class ChatEncoder:
+    """Renders and tokenizes conversations with one tokenizer's chat template."""
+
+    def __init__(self, tokenizer, source: str = "the tokenizer") -> None:
+        if not tokenizer.chat_template:
+            raise StageError(f"{source} has no chat template, which SFT needs to render conversations; "
+                             f"add one (chat_template.jinja or tokenizer_config.json chat_template)")
+        self.tokenizer = tokenizer
+        self.source = source
+        self.backend = literal_backend(tokenizer)
+        self.special_ids = {tok.content: idx for idx, tok in self.backend.get_added_tokens_decoder().items()
+                            if tok.special}
+        names = sorted(self.special_ids, key=len, reverse=True)  # longest first: no prefix wins early
+        self.special_re = re.compile("|".join(map(re.escape, names))) if names else None
+
+    def render(self, messages: list[dict], where: str) -> str:
+        from jinja2 import TemplateError
+
+        try:
+            return self.tokenizer.apply_chat_template(messages, tokenize=False)
+        except TemplateError as err:  # templates reject conversations with raise_exception(...)
+            raise StageError(f"{where}: the chat template of {self.source} refused this conversation: "
+                             f"{err}; fix or drop it") from err
+
+    def layout(self, messages: list[dict], train_on: str, where: str) -> Layout:
+        """Render `messages` and locate the template's special tokens and the target contents."""
+        masked = [{**m, "content": f"\ue000{i}\ue001"} for i, m in enumerate(messages)]
+        skeleton = self.render(masked, where)
+        parts = SENTINEL.split(skeleton)  # template text, message index, template text, ...
+        order = [int(i) for i in parts[1::2]]
+        if sorted(order) != list(range(len(messages))):
+            raise StageError(f"{where}: the chat template of {self.source} does not write each message's "
+                             f"content exactly once; SFT cannot tell the contents from the template")
+        assistants = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+        wanted = set(assistants if train_on == "all_assistant" else assistants[-1:])
+        text, pieces, targets, target_specials = "", [], [], set()
+        pending_end = False  # a target content was just written: the next template special ends its turn
+        for k, part in enumerate(parts):
+            if k % 2:  # a message's content: plain text, never split at special-token look-alikes
+                i = int(part)
+                content = messages[i]["content"]
+                if content:
+                    pieces.append((len(text), len(text) + len(content), None))
+                if i in wanted:
+                    targets.append((len(text), len(text) + len(content)))
+                    pending_end = True
+                text += content
+                continue
+            pos = 0
+            for match in self.special_re.finditer(part) if self.special_re else ():
+                if match.start() > pos:
+                    pieces.append((len(text) + pos, len(text) + match.start(), None))
+                if pending_end:
+                    target_specials.add(len(text) + match.start())
+                    pending_end = False
+                pieces.append((len(text) + match.start(), len(text) + match.end(), self.special_ids[match.group()]))
+                pos = match.end()
+            if pos < len(part):
+                pieces.append((len(text) + pos, len(text) + len(part), None))
+            text += part
+        if text != self.render(messages, where):
+            raise StageError(f"{where}: the chat template of {self.source} changes message content while "
+                             f"rendering (for example strips it), so SFT cannot locate the assistant text; "
+                             f"clean the content (e.g. strip leading newlines) or use a template that "
+                             f"inserts content verbatim")
+        return Layout(text, _merge_plain(pieces), targets, target_specials)
+
+    def encode(self, layouts: list[Layout]) -> list[tuple[list[int], list[int]]]:
+        """Token ids and loss mask of each laid-out conversation (one batch call to the Rust tokenizer)."""
+        plain = [lay.text[s:e] for lay in layouts for s, e, special in lay.pieces if special is None]
+        encodings = iter(self.backend.encode_batch(plain, add_special_tokens=False))
+        out = []
+        for lay in layouts:
+            ids: list[int] = []
+            mask: list[int] = []
+            for start, _, special in lay.pieces:
+                if special is not None:
+                    ids.append(special)
+                    mask.append(int(start in lay.target_specials))
+                    continue
+                encoding = next(encodings)
+                ids.extend(encoding.ids)
+                mask.extend(int(any(start + a < e and start + b > s for s, e in lay.targets))
+                            for a, b in encoding.offsets)
+            out.append((ids, mask))
+        return out
+
+
+def _merge_plain(pieces: list[tuple[int, int, int | None]]) -> list[tuple[int, int, int | None]]:
+    """Join adjacent plain-text pieces: between two special tokens the text is encoded in one piece,
+    as apply_chat_template does (content and template text can merge into one token)."""
+    merged: list[tuple[int, int, int | None]] = []
+    for start, end, special in pieces:
+        if special is None and merged and merged[-1][2] is None and merged[-1][1] == start:
+            merged[-1] = (merged[-1][0], end, None)
+        else:
+            merged.append((start, end, special))
+    return merged
+
+
+def check_messages(where: str, messages: list) -> list[dict]:
+    for n, m in enumerate(messages):
+        if not (isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)):
+            raise StageError(f"{where}: messages[{n}] must be an object with string 'role' and 'content'; "
+                             f"enable the udatasets step to validate and clean SFT data")
+    return messages
+
+
+def tokenize_sft(inputs: list[Path], tokenizer_dir: Path, out_prefix: Path, max_tokens: int = 2048,
+                 overlong: str = "truncate", train_on: str = "all_assistant") -> dict:
+    """Write `<prefix>_text_document` and `<prefix>_loss_mask_document` (.bin/.idx) and the stats file."""
+    tokenizer = load_tokenizer(tokenizer_dir)
+    encoder = ChatEncoder(tokenizer, source=f"the tokenizer in {tokenizer_dir}")
+    text_builder = open_builder(out_prefix, "text_document", index_dtype(tokenizer))
+    mask_builder = open_builder(out_prefix, "loss_mask_document", np.uint8)
+    seen = written = tokens = targets = truncated = 0
+    dropped: Counter[str] = Counter()
+    with tqdm(desc="tokenize sft", unit="conv", mininterval=5) as progress:
+        for batch in batched(iter_field(inputs, "messages", list), BATCH_CONVERSATIONS):
+            layouts = [encoder.layout(check_messages(where, msgs), train_on, where) for where, msgs in batch]
+            for ids, mask in encoder.encode(layouts):
+                seen += 1
+                cut = len(ids) > max_tokens
+                if cut and overlong == "drop":
+                    dropped["overlong"] += 1
+                    continue
+                ids, mask = ids[:max_tokens], mask[:max_tokens]
+                if not any(mask):  # nothing to learn from (the targets were cut off, or there were none)
+                    dropped["no_target"] += 1
+                    continue
+                text_builder.add_document(ids, [len(ids)])
+                mask_builder.add_document(mask, [len(mask)])
+                written += 1
+                truncated += cut
+                tokens += len(ids)
+                targets += sum(mask)
+            progress.update(len(batch))
+    finalize_builder(text_builder, out_prefix, "text_document")
+    finalize_builder(mask_builder, out_prefix, "loss_mask_document")
+    assert seen == written + sum(dropped.values())
+    stats = {"conversations": written, "tokens": tokens, "target_tokens": targets, "truncated": truncated,
+             "dropped": sum(dropped.values()), "dropped_by_reason": dict(sorted(dropped.items())), "input": seen,
+             "max_tokens": max_tokens, "overlong": overlong, "train_on": train_on, "vocab_size": len(tokenizer),
+             "inputs": [str(p) for p in inputs]}
+    stats_path = write_stats(out_prefix, stats)
+    log.info("%d of %d conversations, %d tokens (%d targets), %d truncated, %d dropped -> %s_{text,loss_mask}"
+             "_document.{bin,idx}; stats -> %s", written, seen, tokens, targets, truncated, stats["dropped"],
+             out_prefix, stats_path)
+    return stats

@@ -1,0 +1,1 @@
+"""udatasets: raw records of any shape -> the unified schema, validated, cleaned, de-duplicated."""

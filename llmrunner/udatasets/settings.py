@@ -1,0 +1,64 @@
+"""Settings of the udatasets step: the step config (1.udatasets.yaml) plus the dataset's adapter."""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from llmrunner.errors import ConfigError
+
+ADAPTERS = {"text": "cpt", "messages": "sft"}  # adapter -> the kind of record it produces
+DEDUP_MODES = ("exact", "none")
+
+
+@dataclass(frozen=True)
+class UdatasetsSettings:
+    adapter: str | None = None
+    """How a raw record becomes the unified schema: 'text' (CPT: the document is under text_key) or
+    'messages' (SFT: OpenAI-style chat messages). None: the adapter that fits --kind."""
+    text_key: str = "text"
+    """For the 'text' adapter: the key of a raw record that holds the document."""
+    min_chars: int = 1
+    """Reject a record whose text (CPT) or total message content (SFT) has fewer characters."""
+    max_chars: int | None = None
+    """Reject a record with more characters than this; None: no limit."""
+    dedup: str = "exact"
+    """'exact': keep the first of records whose NFC-normalised, whitespace-collapsed text is equal;
+    'none': keep every record."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.adapter is not None and self.adapter not in ADAPTERS:
+            problems.append(f"adapter: {self.adapter!r} is not one of {sorted(ADAPTERS)}")
+        if not isinstance(self.text_key, str) or not self.text_key:
+            problems.append(f"text_key: must be a non-empty string, got {self.text_key!r}")
+        if not _is_int(self.min_chars) or self.min_chars < 0:
+            problems.append(f"min_chars: must be an integer >= 0, got {self.min_chars!r}")
+        if self.max_chars is not None and (not _is_int(self.max_chars) or self.max_chars < 1):
+            problems.append(f"max_chars: must be null or an integer >= 1, got {self.max_chars!r}")
+        elif self.max_chars is not None and _is_int(self.min_chars) and self.max_chars < self.min_chars:
+            problems.append(f"max_chars ({self.max_chars}) is below min_chars ({self.min_chars}): "
+                            f"every record would be rejected")
+        if self.dedup not in DEDUP_MODES:
+            problems.append(f"dedup: {self.dedup!r} is not one of {list(DEDUP_MODES)}")
+        if problems:
+            raise ConfigError("udatasets settings: " + "; ".join(problems))
+
+    @classmethod
+    def from_dict(cls, values: dict) -> UdatasetsSettings:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"udatasets settings: unknown key(s) {unknown}; known keys: {sorted(known)}")
+        return cls(**values)
+
+    def adapter_for(self, kind: str) -> str:
+        """The adapter to use for `kind` ('cpt' or 'sft'); an adapter of the other kind is an error."""
+        adapter = self.adapter or next(a for a, k in ADAPTERS.items() if k == kind)
+        if ADAPTERS[adapter] != kind:
+            fitting = next(a for a, k in ADAPTERS.items() if k == kind)
+            raise ConfigError(f"udatasets: adapter {adapter!r} makes {ADAPTERS[adapter]} records, but this "
+                              f"is a {kind} dataset; set the dataset's adapter to {fitting!r} in pipeline.yaml")
+        return adapter
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

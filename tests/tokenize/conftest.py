@@ -1,0 +1,33 @@
+"""Tokenizers for the tokenize tests, built locally (no hub): the demo tokenizer trained on a small
+slice of the demo text, and a word-level one with a vocabulary too large for uint16."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer_dir(tmp_path_factory) -> Path:
+    from llmrunner.prepare.tiny_model import DEMO_CORPUS, train_tokenizer
+
+    out = tmp_path_factory.mktemp("tok")
+    train_tokenizer(DEMO_CORPUS, max_bytes=300_000).save_pretrained(out)  # ~0.3 s; vocab ~8k
+    return out
+
+
+@pytest.fixture(scope="session")
+def big_vocab_tokenizer_dir(tmp_path_factory) -> Path:
+    """70,000 words: Megatron switches the .bin dtype to int32 at 65,500."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<unk>": 0, "<eos>": 1, **{f"w{i}": i + 2 for i in range(70_000)}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    out = tmp_path_factory.mktemp("bigtok")
+    PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", unk_token="<unk>").save_pretrained(out)
+    return out
