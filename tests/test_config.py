@@ -157,3 +157,25 @@ def test_settings_json_is_stable_and_carries_adapter(project):
 def test_discover_experiments(project):
     (Path("config/experiments/empty")).mkdir()  # no pipeline.yaml: not an experiment
     assert discover_experiments() == ["demo"]
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "config/experiments").iterdir()))
+def test_every_shipped_step_config_builds_its_stage_settings(name, monkeypatch):
+    """What the rules pass as --settings is accepted by each stage (litgpt's test_config_hub)."""
+    from llmrunner.convert.settings import ConvertSettings
+    from llmrunner.eval.settings import EvalSettings
+    from llmrunner.tokenize.settings import TokenizeCptSettings, TokenizeSftSettings
+    from llmrunner.train.settings import TrainSettings
+    from llmrunner.udatasets.settings import UdatasetsSettings
+
+    monkeypatch.chdir(REPO)
+    run = load_run_config({"experiments": [name]})
+    exp = run.exp(name)
+    stage_settings = {"tokenize_cpt": TokenizeCptSettings, "tokenize_sft": TokenizeSftSettings,
+                      "train_cpt": TrainSettings, "train_sft": TrainSettings, "hf2mg": ConvertSettings,
+                      "mg2hf": ConvertSettings, "eval": EvalSettings}
+    for step, settings_class in stage_settings.items():
+        settings_class.from_dict(json.loads(run.settings_json(name, step)))
+    for kind in ("cpt", "sft"):
+        for dataset in exp.datasets(kind):
+            UdatasetsSettings.from_dict(json.loads(run.udatasets_settings_json(name, kind, dataset)))

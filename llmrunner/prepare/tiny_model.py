@@ -100,6 +100,10 @@ def build_tiny_qwen3(out: Path, corpus: Path = DEMO_CORPUS, max_bytes: int = COR
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)
         model = Qwen3ForCausalLM(config)
+        # HF zeroes the pad token's embedding row; pad = eos = end of document here, a token CPT
+        # trains on, so give it a normal init (a zero row gives a huge first gradient in Megatron).
+        with torch.no_grad():
+            model.get_input_embeddings().weight[config.pad_token_id].normal_(0.0, config.initializer_range)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,195 @@
+"""Megatron-LM checkpoint folders, written and read with megatron-core dist_checkpointing.
+
+Layout (the contract shared by hf2mg, training and mg2hf):
+
+    <root>/model.json                        the ModelShape
+    <root>/latest_checkpointed_iteration.txt the newest complete iteration, as Megatron-LM writes it
+    <root>/iter_0000100/                     dist_checkpointing (torch_dist): .metadata, *.distcp,
+                                             common.pt, metadata.json
+
+An iteration folder holds `model` (sharded), optionally `optimizer` (sharded) and `rng_state`
+(one object per model-parallel rank, as Megatron-LM stores it), plus plain values in common.pt
+(iteration, scheduler and data position). The tracker file is replaced only after a save has
+finished, so a run killed mid-save resumes from the previous complete iteration.
+"""
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from llmrunner.errors import StageError
+from llmrunner.megatron.model import ModelShape
+
+TRACKER = "latest_checkpointed_iteration.txt"
+_ITER_RE = re.compile(r"^iter_(\d{7})$")
+
+
+def iteration_dir(root: str | Path, iteration: int) -> Path:
+    """`<root>/iter_{iteration:07d}`."""
+    return Path(root) / f"iter_{iteration:07d}"
+
+
+def list_iterations(root: str | Path) -> list[int]:
+    """Iterations whose folder finished saving (dist_checkpointing writes metadata.json last)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = []
+    for child in root.iterdir():
+        match = _ITER_RE.match(child.name)
+        if match and (child / "metadata.json").is_file():
+            found.append(int(match.group(1)))
+    return sorted(found)
+
+
+def latest_iteration(root: str | Path) -> int | None:
+    """The iteration named by the tracker file, or None when there is none."""
+    tracker = Path(root) / TRACKER
+    if not tracker.is_file():
+        return None
+    text = tracker.read_text().strip()
+    if not text.isdigit():
+        raise StageError(f"{tracker} should hold an iteration number, found {text!r}; delete it to use "
+                         f"the newest complete iteration folder instead ({list_iterations(root)})")
+    return int(text)
+
+
+def require_latest_iteration(root: str | Path) -> int:
+    """The latest complete iteration, or a StageError saying what the folder holds instead."""
+    root = Path(root)
+    iteration = latest_iteration(root)
+    complete = list_iterations(root)
+    if iteration is not None and iteration in complete:
+        return iteration
+    held = sorted(p.name for p in root.iterdir()) if root.is_dir() else "nothing (no such folder)"
+    raise StageError(f"{root} has no usable Megatron checkpoint: tracker {TRACKER} names "
+                     f"{iteration}, complete iterations {complete}; the folder holds {held}. "
+                     "Point to a folder written by hf2mg or training.")
+
+
+def _unwrap(model):
+    # DDP and Float16Module keep the GPTModel in `.module`; the state dict keys come from it.
+    while hasattr(model, "module"):
+        model = model.module
+    return model
+
+
+def _rng_object(with_state: bool):
+    from megatron.core import parallel_state as ps
+    from megatron.core.dist_checkpointing.mapping import ShardedObject
+    from megatron.core.tensor_parallel import get_cuda_rng_tracker
+
+    state = {"random": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+             "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
+             "tracker": get_cuda_rng_tracker().get_states()} if with_state else None
+    # Like Megatron-LM: one object per (pp, tp) rank; data-parallel replicas hold copies.
+    return ShardedObject("rng_state", state,
+                         (ps.get_pipeline_model_parallel_world_size(), ps.get_tensor_model_parallel_world_size()),
+                         (ps.get_pipeline_model_parallel_rank(), ps.get_tensor_model_parallel_rank()),
+                         replica_id=ps.get_data_parallel_rank())
+
+
+def _set_rng(state: dict) -> None:
+    from megatron.core.tensor_parallel import get_cuda_rng_tracker
+
+    random.setstate(state["random"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+    get_cuda_rng_tracker().set_states(state["tracker"])
+
+
+def _barrier() -> None:
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
+def _is_rank0() -> bool:
+    return not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
+
+
+def save_checkpoint(root: str | Path, iteration: int, shape: ModelShape, model, optimizer=None,
+                    state: dict | None = None, keep_last: int | None = None) -> Path:
+    """Save model (+ optimizer and RNG when an optimizer is given) as `iter_{iteration}`.
+
+    `state` holds plain values (scheduler state, data position) stored in common.pt. With
+    keep_last, older iteration folders beyond the newest keep_last are removed afterwards.
+    """
+    from megatron.core import dist_checkpointing
+
+    root = Path(root)
+    folder = iteration_dir(root, iteration)
+    if _is_rank0():
+        if folder.exists():  # a save of this iteration that did not finish
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        shape.save(root)
+    _barrier()
+    module = _unwrap(model)
+    model_sd = module.sharded_state_dict()
+    sharded = {"model": model_sd, "iteration": iteration, **(state or {})}
+    if optimizer is not None:
+        sharded["optimizer"] = optimizer.sharded_state_dict(model_sd)
+        sharded["rng_state"] = _rng_object(with_state=True)
+    dist_checkpointing.save(sharded, str(folder))
+    _barrier()
+    if _is_rank0():
+        tmp = root / (TRACKER + ".tmp")
+        tmp.write_text(f"{iteration}\n")
+        os.replace(tmp, root / TRACKER)
+        if keep_last:
+            _prune(root, iteration, keep_last)
+    _barrier()
+    return folder
+
+
+def _prune(root: Path, latest: int, keep_last: int) -> None:
+    keep = set([i for i in list_iterations(root) if i <= latest][-keep_last:])
+    for child in root.iterdir():
+        match = _ITER_RE.match(child.name)
+        if match and int(match.group(1)) not in keep:
+            shutil.rmtree(child)
+
+
+def load_checkpoint(root: str | Path, model, optimizer=None, iteration: int | None = None,
+                    restore_rng: bool = False) -> dict:
+    """Load model weights (and optimizer state, RNG) in place; return the plain values saved.
+
+    `iteration` defaults to the latest. The returned dict holds `iteration` and whatever `state`
+    was given to save_checkpoint.
+    """
+    from megatron.core import dist_checkpointing
+    from megatron.core.dist_checkpointing.core import CheckpointingException
+
+    root = Path(root)
+    if iteration is None:
+        iteration = require_latest_iteration(root)
+    folder = iteration_dir(root, iteration)
+    if iteration not in list_iterations(root):
+        raise StageError(f"{folder} is not a complete checkpoint; complete iterations in {root}: "
+                         f"{list_iterations(root)}")
+    module = _unwrap(model)
+    model_sd = module.sharded_state_dict()
+    request = {"model": model_sd}
+    if optimizer is not None:
+        request["optimizer"] = optimizer.sharded_state_dict(model_sd, is_loading=True)
+    if restore_rng:
+        request["rng_state"] = _rng_object(with_state=False)
+    try:
+        loaded = dist_checkpointing.load(request, str(folder))
+    except CheckpointingException as err:
+        raise StageError(f"cannot load {folder} into a model of shape {root / 'model.json'}: {err}. "
+                         "The optimizer state exists only in training checkpoints.") from err
+    module.load_state_dict(loaded.pop("model"), strict=True)
+    if optimizer is not None:
+        optimizer.load_state_dict(loaded.pop("optimizer"))
+    if restore_rng:
+        _set_rng(loaded.pop("rng_state"))
+    return loaded

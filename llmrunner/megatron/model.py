@@ -1,0 +1,172 @@
+"""The model shape (`model.json` in every Megatron checkpoint folder) and the GPTModel builder.
+
+The shape is everything needed to rebuild the network and its HF config: mg2hf and training read
+it instead of guessing from tensor sizes. The builder makes a Qwen3-style megatron-core GPTModel
+with the local (non-Transformer-Engine) layer spec: RMSNorm, SwiGLU, grouped-query attention,
+per-head q/k RMSNorm, RoPE, no biases.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from llmrunner.errors import StageError
+
+MODEL_JSON = "model.json"
+SUPPORTED_ARCHITECTURES = ("qwen3",)
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """Architecture hyper-parameters of a decoder-only Qwen3-style model."""
+
+    vocab_size: int
+    """Rows of the embedding and output matrices (the tokenizer may use fewer)."""
+    hidden_size: int
+    """Width of the residual stream."""
+    num_layers: int
+    """Transformer blocks."""
+    num_attention_heads: int
+    """Query heads per layer."""
+    num_key_value_heads: int
+    """Key/value heads per layer (grouped-query attention); divides num_attention_heads."""
+    head_dim: int
+    """Width of one attention head (Qwen3 sets it explicitly; not hidden / heads)."""
+    ffn_hidden_size: int
+    """Width of the SwiGLU MLP (the gate and up projections each have this many rows)."""
+    rope_theta: float
+    """RoPE base frequency."""
+    norm_eps: float
+    """RMSNorm epsilon."""
+    tie_embeddings: bool
+    """Output layer shares the input embedding (small Qwen3 models); else a separate lm_head."""
+    max_position_embeddings: int
+    """Longest context the model is configured for (copied to the HF config)."""
+    eos_token_id: int
+    """End-of-document / end-of-sequence token: the EOD token of the CPT data."""
+    pad_token_id: int
+    """Padding token (equals eos for Qwen3-Base)."""
+    bos_token_id: int | None = None
+    """Beginning-of-sequence token written to the HF config, if the source had one."""
+    architecture: str = "qwen3"
+    """Weight layout family; mg2hf maps weights by it."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.architecture not in SUPPORTED_ARCHITECTURES:
+            problems.append(f"architecture {self.architecture!r} is not one of {SUPPORTED_ARCHITECTURES}")
+        if self.num_attention_heads % self.num_key_value_heads:
+            problems.append(f"num_attention_heads {self.num_attention_heads} is not a multiple of "
+                            f"num_key_value_heads {self.num_key_value_heads}")
+        for name in ("eos_token_id", "pad_token_id"):
+            if not 0 <= getattr(self, name) < self.vocab_size:
+                problems.append(f"{name} {getattr(self, name)} is outside the vocabulary (0..{self.vocab_size - 1})")
+        if problems:
+            raise StageError("invalid model shape: " + "; ".join(problems))
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "model shape") -> "ModelShape":
+        """Build from a plain dict (model.json); names missing and unknown keys in one error."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        required = {f.name for f in dataclasses.fields(cls)
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+        missing = sorted(required - data.keys())
+        unknown = sorted(data.keys() - names)
+        if missing or unknown:
+            raise StageError(f"{source}: missing keys {missing}, unknown keys {unknown}; "
+                             "rewrite it with `python -m llmrunner.convert hf2mg`")
+        return cls(**data)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "ModelShape":
+        """Read `<folder>/model.json`."""
+        path = Path(folder) / MODEL_JSON
+        if not path.is_file():
+            raise StageError(f"{path} is missing: {folder} is not a Megatron checkpoint folder written by "
+                             "llmrunner (hf2mg or training write model.json beside iter_*/)")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise StageError(f"{path} is not valid JSON ({err}); rerun the step that wrote it") from err
+        return cls.from_dict(data, source=str(path))
+
+    def save(self, folder: str | Path) -> Path:
+        """Write `<folder>/model.json`."""
+        path = Path(folder) / MODEL_JSON
+        path.write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
+        return path
+
+
+def transformer_config(shape: ModelShape, dtype: torch.dtype = torch.float32):
+    """megatron-core TransformerConfig for the shape; parallel sizes come from parallel_state."""
+    from megatron.core import parallel_state
+    from megatron.core.transformer.transformer_config import TransformerConfig
+
+    on_gpu = torch.cuda.is_available()
+    return TransformerConfig(
+        num_layers=shape.num_layers,
+        hidden_size=shape.hidden_size,
+        ffn_hidden_size=shape.ffn_hidden_size,
+        num_attention_heads=shape.num_attention_heads,
+        num_query_groups=shape.num_key_value_heads,
+        kv_channels=shape.head_dim,
+        normalization="RMSNorm",
+        layernorm_epsilon=shape.norm_eps,
+        gated_linear_unit=True,
+        activation_func=F.silu,
+        qk_layernorm=True,
+        add_bias_linear=False,
+        add_qkv_bias=False,
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+        tensor_model_parallel_size=parallel_state.get_tensor_model_parallel_world_size(),
+        pipeline_model_parallel_size=parallel_state.get_pipeline_model_parallel_world_size(),
+        params_dtype=dtype,
+        pipeline_dtype=dtype,
+        bf16=dtype == torch.bfloat16,
+        # Fusions need CUDA extensions (Apex / Transformer Engine); the local spec runs without them.
+        use_cpu_initialization=not on_gpu,
+        bias_dropout_fusion=False,
+        masked_softmax_fusion=False,
+        gradient_accumulation_fusion=False,
+        apply_rope_fusion=False,
+        persist_layer_norm=False,
+    )
+
+
+def build_gpt_model(shape: ModelShape, dtype: torch.dtype = torch.float32):
+    """A GPTModel for this pipeline stage (pre/post process from parallel_state), on CPU or GPU.
+
+    Call parallel.init_distributed() first. Weights are randomly initialised; load a checkpoint.
+    """
+    from llmrunner.megatron import cpu_compat
+
+    if not torch.cuda.is_available():
+        if dtype != torch.float32:
+            raise StageError(f"dtype {dtype} needs a GPU; on a CPU set the precision to fp32")
+        cpu_compat.enable()
+    from megatron.core import parallel_state
+    from megatron.core.models.gpt import GPTModel
+    from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
+
+    spec = get_gpt_layer_local_spec(qk_layernorm=True, normalization="RMSNorm")
+    model = GPTModel(
+        config=transformer_config(shape, dtype),
+        transformer_layer_spec=spec,
+        vocab_size=shape.vocab_size,
+        max_sequence_length=shape.max_position_embeddings,
+        pre_process=parallel_state.is_pipeline_first_stage(),
+        post_process=parallel_state.is_pipeline_last_stage(),
+        share_embeddings_and_output_weights=shape.tie_embeddings,
+        position_embedding_type="rope",
+        rotary_base=shape.rope_theta,
+        rotary_percent=1.0,
+    )
+    if torch.cuda.is_available():
+        model.cuda(torch.cuda.current_device())
+    return model

@@ -1,0 +1,1 @@
+"""train_cpt / train_sft: megatron-core training from a Megatron checkpoint, resumable."""

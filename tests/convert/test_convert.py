@@ -1,0 +1,72 @@
+"""hf2mg / mg2hf through their entry points: folder contracts, parity, exact round trip."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from llmrunner.convert.settings import ConvertSettings
+from llmrunner.errors import ConfigError
+from tests.megatron.fixtures import load_safetensors, run_stage
+
+
+def test_hf2mg_writes_the_checkpoint_contract(converted: dict) -> None:
+    mg = converted["mg"]
+    assert (mg / "latest_checkpointed_iteration.txt").read_text().strip() == "0"
+    assert (mg / "iter_0000000" / "metadata.json").is_file()
+    model = json.loads((mg / "model.json").read_text())
+    assert model["architecture"] == "qwen3" and model["tie_embeddings"] is converted["tied"]
+    assert model["vocab_size"] == 256 and model["eos_token_id"] == 0 and model["pad_token_id"] == 0
+
+
+@pytest.mark.parametrize("side", ["mg", "back"])
+def test_parity_is_recorded_and_within_tolerance(converted: dict, side: str) -> None:
+    parity = json.loads((converted[side] / "parity.json").read_text())
+    assert parity["ok"] is True and parity["dtype"] == "float32" and parity["tolerance"] == 1e-5
+    assert 0 <= parity["max_abs_logit_diff"] < 1e-5
+
+
+def test_round_trip_is_bit_identical(converted: dict) -> None:
+    original, back = load_safetensors(converted["hf"]), load_safetensors(converted["back"])
+    assert set(original) == set(back)
+    assert ("lm_head.weight" in back) is not converted["tied"]
+    for name, tensor in original.items():
+        assert back[name].dtype == tensor.dtype and torch.equal(back[name], tensor), name
+
+
+def test_output_loads_like_the_source(converted: dict) -> None:
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    back = converted["back"]
+    assert {"tokenizer.json", "tokenizer_config.json", "generation_config.json"} <= {p.name for p in back.iterdir()}
+    config = AutoConfig.from_pretrained(back)
+    assert config.model_type == "qwen3" and config.tie_word_embeddings is converted["tied"]
+    assert config.architectures == ["Qwen3ForCausalLM"]
+    ids = AutoTokenizer.from_pretrained(back)("w1 w2 w3", return_tensors="pt").input_ids
+    with torch.no_grad():
+        a = AutoModelForCausalLM.from_pretrained(converted["hf"]).float()(ids).logits
+        b = AutoModelForCausalLM.from_pretrained(back).float()(ids).logits
+    assert torch.equal(a, b)
+
+
+def test_failed_parity_is_a_stage_error(converted_tied: dict, tmp_path: Path) -> None:
+    result = run_stage("convert", "mg2hf", "--mg", converted_tied["mg"], "--hf-side", converted_tied["hf"],
+                       "--out", tmp_path / "out", settings={"parity_tolerance": 1e-12}, check=False)
+    assert result.returncode == 1
+    assert "error: parity check failed" in result.stderr and "Traceback" not in result.stderr
+    assert json.loads((tmp_path / "out" / "parity.json").read_text())["ok"] is False
+
+
+def test_missing_inputs_are_named(tmp_path: Path) -> None:
+    result = run_stage("convert", "mg2hf", "--mg", tmp_path / "nope", "--hf-side", tmp_path,
+                       "--out", tmp_path / "out", settings={}, check=False)
+    assert result.returncode == 1 and "model.json is missing" in result.stderr
+
+
+def test_settings_are_checked() -> None:
+    with pytest.raises(ConfigError, match="unknown key"):
+        ConvertSettings.from_dict({"tolerance": 1e-5})
+    with pytest.raises(ConfigError, match="parity_tolerance"):
+        ConvertSettings.from_dict({"parity_tolerance": 0})

@@ -1,0 +1,141 @@
+"""train cpt / sft through the entry point: learning, files, resume after a crash, fresh start."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.train.conftest import CPT_SETTINGS, train
+
+_runs: dict[str, Path] = {}
+
+
+def metrics(save: Path) -> list[dict]:
+    return [json.loads(line) for line in (save / "logs" / "metrics.jsonl").read_text().splitlines()]
+
+
+def final_state(save: Path) -> dict:
+    """Model, optimizer and RNG tensors of the latest checkpoint, read without megatron."""
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    folder = save / f"iter_{int((save / 'latest_checkpointed_iteration.txt').read_text()):07d}"
+    out = save.parent / f"{save.name}.pt"
+    dcp_to_torch_save(folder, out)
+    return torch.load(out, weights_only=False)
+
+
+@pytest.fixture(scope="module")
+def cpt_run(init_ckpt: Path, cpt_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One uninterrupted CPT run, shared by the tests below (it is the resume test's reference)."""
+    save = tmp_path_factory.mktemp("cpt_run") / "ckpt"
+    train("cpt", init_ckpt, [cpt_data], save, CPT_SETTINGS)
+    return save
+
+
+def test_cpt_loss_falls(cpt_run: Path) -> None:
+    steps = [m for m in metrics(cpt_run) if "loss" in m]
+    assert [m["iteration"] for m in steps] == list(range(1, 31))
+    assert steps[-1]["loss"] < 0.5 * steps[0]["loss"], (steps[0]["loss"], steps[-1]["loss"])
+    assert all(m["grad_norm"] > 0 and m["tokens_per_s"] > 0 for m in steps)
+    assert steps[0]["lr"] == 0.0 and steps[2]["lr"] == pytest.approx(3e-3)  # Megatron's warmup from 0
+    validation = [m for m in metrics(cpt_run) if "val_loss" in m]
+    assert [m["iteration"] for m in validation] == [10, 20, 30]
+    assert validation[-1]["val_loss"] < validation[0]["val_loss"]
+
+
+def test_cpt_writes_the_checkpoint_contract(cpt_run: Path, init_ckpt: Path) -> None:
+    done = json.loads((cpt_run / "complete.json").read_text())
+    assert done["iteration"] == 30 and done["kind"] == "cpt" and done["checkpoint"].endswith("iter_0000030")
+    assert done["loss"] == metrics(cpt_run)[-2]["loss"]  # last step line; the last line is validation
+    assert (cpt_run / "latest_checkpointed_iteration.txt").read_text().strip() == "30"
+    assert sorted(p.name for p in cpt_run.glob("iter_*")) == ["iter_0000025", "iter_0000030"]  # keep_last 2
+    assert (cpt_run / "model.json").read_text() == (init_ckpt / "model.json").read_text()
+    assert "settings" in json.loads((cpt_run / "run_config.json").read_text())["fingerprint"]
+
+
+def test_resume_after_a_crash_gives_identical_weights(cpt_run: Path, init_ckpt: Path, cpt_data: Path,
+                                                      tmp_path: Path) -> None:
+    save = tmp_path / "ckpt"
+    cmd = [sys.executable, "-m", "llmrunner.train", "cpt", "--init", str(init_ckpt), "--data", str(cpt_data),
+           "--save", str(save), "--done", str(save / "complete.json"), "--settings", json.dumps(CPT_SETTINGS)]
+    # Its own session, so the kill takes the whole job (with checkpoint writer helpers), as a scheduler does.
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    deadline = time.time() + 300
+    while not (save / "latest_checkpointed_iteration.txt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    stopped_at = int((save / "latest_checkpointed_iteration.txt").read_text())
+    assert stopped_at < 30 and not (save / "complete.json").exists(), "the run ended before it could be killed"
+
+    result = train("cpt", init_ckpt, [cpt_data], save, {**CPT_SETTINGS, "threads": 1})  # threads: not identity
+    assert f"resuming {save} from iteration {stopped_at}" in result.stderr
+    reference, resumed = final_state(cpt_run), final_state(save)
+    assert set(reference) == set(resumed)
+    for key, value in reference.items():
+        if torch.is_tensor(value):
+            assert torch.equal(value, resumed[key]), key
+    strip = [{k: v for k, v in m.items() if k != "tokens_per_s"} for m in metrics(save)]
+    assert strip == [{k: v for k, v in m.items() if k != "tokens_per_s"} for m in metrics(cpt_run)]
+
+
+def test_changed_settings_start_fresh_and_same_settings_resume(cpt_run: Path, init_ckpt: Path, cpt_data: Path,
+                                                               tmp_path: Path) -> None:
+    save = tmp_path / "ckpt"
+    shutil.copytree(cpt_run, save)
+    again = train("cpt", init_ckpt, [cpt_data], save, CPT_SETTINGS)
+    assert "from iteration 30" in again.stderr and len(metrics(save)) == len(metrics(cpt_run))
+
+    changed = {**CPT_SETTINGS, "lr": 1e-3, "train_iters": 4, "eval_interval": 0}
+    result = train("cpt", init_ckpt, [cpt_data], save, changed)
+    assert "fresh start" in result.stderr and "settings.lr: 0.003 -> 0.001" in result.stderr
+    assert [m["iteration"] for m in metrics(save)] == [1, 2, 3, 4]
+    assert sorted(p.name for p in save.glob("iter_*")) == ["iter_0000004"]
+    assert json.loads((save / "complete.json").read_text())["iteration"] == 4
+
+
+def test_foreign_folder_and_missing_data_are_refused(init_ckpt: Path, cpt_data: Path, tmp_path: Path) -> None:
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "notes.txt").write_text("mine")
+    result = train("cpt", init_ckpt, [cpt_data], tmp_path / "ckpt", CPT_SETTINGS, check=False)
+    assert result.returncode == 1 and "has no run_config.json" in result.stderr
+    result = train("cpt", init_ckpt, [cpt_data.parent / "nope"], tmp_path / "other", CPT_SETTINGS, check=False)
+    assert result.returncode == 1 and "nope_text_document.bin" in result.stderr
+    assert (tmp_path / "ckpt" / "notes.txt").exists()
+
+
+def test_sft_learns_only_the_targets(init_ckpt: Path, sft_data: Path, tmp_path: Path) -> None:
+    # Prompts are random tokens (~5.5 nats each) and are never targets; the reply is fixed. A
+    # loss that counted prompt tokens could not fall below ~3.5.
+    settings = {**CPT_SETTINGS, "train_iters": 40, "lr_decay_style": "constant", "save_interval": 40,
+                "eval_interval": 20}
+    save = tmp_path / "sft"
+    train("sft", init_ckpt, [sft_data], save, settings)
+    steps = [m for m in metrics(save) if "loss" in m]
+    assert steps[0]["loss"] > 4 and steps[-1]["loss"] < 0.5, (steps[0]["loss"], steps[-1]["loss"])
+    assert [m["iteration"] for m in metrics(save) if "val_loss" in m] == [20, 40]
+    assert json.loads((save / "complete.json").read_text())["kind"] == "sft"
+
+
+def test_tensor_parallel_run_matches_the_single_process_curve(cpt_run: Path, init_ckpt: Path, cpt_data: Path,
+                                                              tmp_path: Path) -> None:
+    save = tmp_path / "tp2"
+    # Saving and validation do not change the curve; fewer of them keep the test short.
+    settings = {**CPT_SETTINGS, "tensor_parallel": 2, "threads": 1, "save_interval": 30, "eval_interval": 0}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "llmrunner.train", "cpt", "--init", str(init_ckpt), "--data", str(cpt_data), "--save", str(save),
+           "--done", str(save / "complete.json"), "--settings", json.dumps(settings)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr[-4000:]
+    single = [m["loss"] for m in metrics(cpt_run) if "loss" in m]
+    split = [m["loss"] for m in metrics(save) if "loss" in m]
+    assert split == pytest.approx(single, abs=1e-4)
