@@ -17,7 +17,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-c", "--config", help="the experiment's pipeline.yaml")
     parser.add_argument("--clone-experiment", nargs=2, metavar=("SRC", "DST"), help="copy an experiment's config")
-    parser.add_argument("--copy-datapool", action="store_true", help="with --clone-experiment: copy data, models, reports too")
+    parser.add_argument("--copy-datapool", action="store_true",
+                        help="with --clone-experiment: copy data, models, reports too")
     args = parser.parse_args()
     if bool(args.config) == bool(args.clone_experiment):
         parser.error("give either -c PIPELINE_YAML or --clone-experiment SRC DST")

@@ -15,7 +15,8 @@ from llmrunner.experiments import experiment_from_pipeline, run_snakemake  # noq
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-c", "--config", default="config/experiments/demo/pipeline.yaml", help="the experiment's pipeline.yaml")
+    parser.add_argument("-c", "--config", default="config/experiments/demo/pipeline.yaml",
+                        help="the experiment's pipeline.yaml")
     args, extra = parser.parse_known_args()
     os.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     try:

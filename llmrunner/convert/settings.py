@@ -1,9 +1,10 @@
 """ConvertSettings: the hf2mg / mg2hf steps' config (steps/6.hf2mg.yaml, steps/5.mg2hf.yaml after validation)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from llmrunner.errors import ConfigError
+from llmrunner.settings import is_int, settings_from_dict
 
 
 @dataclass(frozen=True)
@@ -17,18 +18,14 @@ class ConvertSettings:
 
     @classmethod
     def from_dict(cls, values: dict) -> ConvertSettings:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"convert settings: unknown key(s) {unknown}; known keys are {sorted(known)}")
-        return cls(**values)
+        return settings_from_dict(cls, values, "convert")
 
     def __post_init__(self) -> None:
         problems = []
         if isinstance(self.parity_tolerance, bool) or not isinstance(self.parity_tolerance, (int, float)) \
                 or self.parity_tolerance <= 0:
             problems.append(f"`parity_tolerance` must be a positive number, got {self.parity_tolerance!r}")
-        if not isinstance(self.threads, int) or isinstance(self.threads, bool) or self.threads < 1:
+        if not is_int(self.threads) or self.threads < 1:
             problems.append(f"`threads` must be a positive integer, got {self.threads!r}")
         if problems:
             raise ConfigError("convert settings: " + "; ".join(problems) + ".")

@@ -1,10 +1,11 @@
 """EvalSettings: the eval step's config (config/experiments/<exp>/steps/8.eval.yaml after validation)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 from llmrunner.errors import ConfigError
 from llmrunner.eval.tasks import TASK_DATA_KEY
+from llmrunner.settings import is_int, settings_from_dict
 
 
 @dataclass(frozen=True)
@@ -38,11 +39,7 @@ class EvalSettings:
 
     @classmethod
     def from_dict(cls, values: dict) -> EvalSettings:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"eval settings: unknown key(s) {unknown}; known keys are {sorted(known)}")
-        return cls(**values)
+        return settings_from_dict(cls, values, "eval")
 
     def __post_init__(self) -> None:
         problems = []
@@ -57,14 +54,9 @@ class EvalSettings:
             if stage not in ("base", "cpt", "sft"):
                 problems.append(f"unknown stage {stage!r} in `stages` (choose from base, cpt, sft)")
         for name in ("batch_size", "max_length", "threads"):
-            if not _positive_int(getattr(self, name)):
+            if not (is_int(getattr(self, name)) and getattr(self, name) >= 1):
                 problems.append(f"`{name}` must be a positive integer, got {getattr(self, name)!r}")
-        if self.limit is not None and not _positive_int(self.limit):
+        if self.limit is not None and not (is_int(self.limit) and self.limit >= 1):
             problems.append(f"`limit` must be null or a positive integer, got {self.limit!r}")
         if problems:
             raise ConfigError("eval settings: " + "; ".join(problems) + ".")
-
-
-def _positive_int(value: object) -> bool:
-    # bool is an int subclass; `true` in YAML is not a count
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1

@@ -1,22 +1,10 @@
 """Settings of the tokenize_cpt and tokenize_sft steps (2.tokenize_cpt.yaml, 3.tokenize_sft.yaml)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from llmrunner.errors import ConfigError
-
-
-def _settings_from_dict(cls, values: dict, step: str):
-    """Build a settings dataclass from the step's JSON; unknown keys are errors."""
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"{step} settings: unknown key(s) {unknown}; known keys: {sorted(known)}")
-    return cls(**values)
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+from llmrunner.settings import is_int, settings_from_dict
 
 
 @dataclass(frozen=True)
@@ -31,14 +19,14 @@ class TokenizeCptSettings:
         problems = []
         if not isinstance(self.append_eod, bool):
             problems.append(f"append_eod: must be true or false, got {self.append_eod!r}")
-        if not _is_int(self.threads) or self.threads < 1:
+        if not is_int(self.threads) or self.threads < 1:
             problems.append(f"threads: must be an integer >= 1, got {self.threads!r}")
         if problems:
             raise ConfigError("tokenize_cpt settings: " + "; ".join(problems))
 
     @classmethod
     def from_dict(cls, values: dict) -> TokenizeCptSettings:
-        return _settings_from_dict(cls, values, "tokenize_cpt")
+        return settings_from_dict(cls, values, "tokenize_cpt")
 
 
 OVERLONG = ("truncate", "drop")
@@ -60,17 +48,17 @@ class TokenizeSftSettings:
 
     def __post_init__(self) -> None:
         problems = []
-        if not _is_int(self.max_tokens) or self.max_tokens < 1:
+        if not is_int(self.max_tokens) or self.max_tokens < 1:
             problems.append(f"max_tokens: must be an integer >= 1, got {self.max_tokens!r}")
         if self.overlong not in OVERLONG:
             problems.append(f"overlong: {self.overlong!r} is not one of {list(OVERLONG)}")
         if self.train_on not in TRAIN_ON:
             problems.append(f"train_on: {self.train_on!r} is not one of {list(TRAIN_ON)}")
-        if not _is_int(self.threads) or self.threads < 1:
+        if not is_int(self.threads) or self.threads < 1:
             problems.append(f"threads: must be an integer >= 1, got {self.threads!r}")
         if problems:
             raise ConfigError("tokenize_sft settings: " + "; ".join(problems))
 
     @classmethod
     def from_dict(cls, values: dict) -> TokenizeSftSettings:
-        return _settings_from_dict(cls, values, "tokenize_sft")
+        return settings_from_dict(cls, values, "tokenize_sft")

@@ -2,9 +2,10 @@
 after validation). Names follow Megatron-LM's arguments where one exists."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 from llmrunner.errors import ConfigError
+from llmrunner.settings import settings_from_dict
 
 DECAY_STYLES = ("cosine", "linear", "constant")
 PRECISIONS = ("fp32", "bf16")
@@ -94,11 +95,7 @@ class TrainSettings:
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainSettings:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"train settings: unknown key(s) {unknown}; known keys are {sorted(known)}")
-        return cls(**values)
+        return settings_from_dict(cls, values, "train")
 
     def fingerprint(self) -> dict:
         """The settings that decide the trained weights (resume only when these are unchanged)."""

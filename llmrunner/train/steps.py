@@ -17,8 +17,7 @@ from llmrunner.train.settings import TrainSettings
 
 def build_model_and_optimizer(shape: ModelShape, s: TrainSettings):
     """(DDP-wrapped GPTModel, megatron optimizer, OptimizerParamScheduler) for these settings."""
-    from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
-    from megatron.core.distributed import finalize_model_grads
+    from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads
     from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
     from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 

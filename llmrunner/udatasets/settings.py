@@ -1,9 +1,10 @@
 """Settings of the udatasets step: the step config (1.udatasets.yaml) plus the dataset's adapter."""
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from llmrunner.errors import ConfigError
+from llmrunner.settings import is_int, settings_from_dict
 
 ADAPTERS = {"text": "cpt", "messages": "sft"}  # adapter -> the kind of record it produces
 DEDUP_MODES = ("exact", "none")
@@ -30,11 +31,11 @@ class UdatasetsSettings:
             problems.append(f"adapter: {self.adapter!r} is not one of {sorted(ADAPTERS)}")
         if not isinstance(self.text_key, str) or not self.text_key:
             problems.append(f"text_key: must be a non-empty string, got {self.text_key!r}")
-        if not _is_int(self.min_chars) or self.min_chars < 0:
+        if not is_int(self.min_chars) or self.min_chars < 0:
             problems.append(f"min_chars: must be an integer >= 0, got {self.min_chars!r}")
-        if self.max_chars is not None and (not _is_int(self.max_chars) or self.max_chars < 1):
+        if self.max_chars is not None and (not is_int(self.max_chars) or self.max_chars < 1):
             problems.append(f"max_chars: must be null or an integer >= 1, got {self.max_chars!r}")
-        elif self.max_chars is not None and _is_int(self.min_chars) and self.max_chars < self.min_chars:
+        elif self.max_chars is not None and is_int(self.min_chars) and self.max_chars < self.min_chars:
             problems.append(f"max_chars ({self.max_chars}) is below min_chars ({self.min_chars}): "
                             f"every record would be rejected")
         if self.dedup not in DEDUP_MODES:
@@ -44,11 +45,7 @@ class UdatasetsSettings:
 
     @classmethod
     def from_dict(cls, values: dict) -> UdatasetsSettings:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"udatasets settings: unknown key(s) {unknown}; known keys: {sorted(known)}")
-        return cls(**values)
+        return settings_from_dict(cls, values, "udatasets")
 
     def adapter_for(self, kind: str) -> str:
         """The adapter to use for `kind` ('cpt' or 'sft'); an adapter of the other kind is an error."""
@@ -59,6 +56,3 @@ class UdatasetsSettings:
                               f"is a {kind} dataset; set the dataset's adapter to {fitting!r} in pipeline.yaml")
         return adapter
 
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)

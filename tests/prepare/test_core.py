@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from llmrunner.cli import run_main
+from llmrunner.config import REPO_ROOT
 from llmrunner.errors import StageError
 from llmrunner.prepare.__main__ import main
 from llmrunner.prepare.core import copy_base_model, copy_raw_data, prepare_base_model
-from llmrunner.config import REPO_ROOT
 from llmrunner.prepare.tiny_model import DEMO_CORPUS
 
 
