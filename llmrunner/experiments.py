@@ -1,5 +1,8 @@
 """Experiment management behind scripts/prepare_exp.py and scripts/run.py: find an experiment
-from its pipeline.yaml, clone one, and run Snakemake for one experiment."""
+from its pipeline.yaml, clone one, and run Snakemake for one experiment.
+
+Like Snakemake itself, these work on the current directory (normally the repository root):
+config/experiments/<exp>/ and the datapool are found there."""
 from __future__ import annotations
 
 import shutil
@@ -7,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from llmrunner.config import EXPERIMENT_NAME, EXPERIMENTS_DIR, load_run_config, load_yaml
+from llmrunner.config import EXPERIMENT_NAME, EXPERIMENTS_DIR, REPO_ROOT, load_run_config, load_yaml
 from llmrunner.errors import ConfigError
 
 
@@ -55,9 +58,11 @@ def clone_experiment(src: str, dst: str, copy_datapool: bool = False) -> list[Pa
 
 
 def run_snakemake(experiment: str, targets: list[str], extra: list[str]) -> int:
-    """Run the workflow for one experiment (config validated first, so errors come before jobs)."""
+    """Run the workflow in the current directory for one experiment (config validated first, so
+    errors come before any job)."""
     load_run_config({"experiments": [experiment]})
-    cmd = [sys.executable, "-m", "snakemake", *targets, "--profile", "profiles/local",
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO_ROOT / "Snakefile"), *targets,
+           "--profile", str(REPO_ROOT / "profiles/local"),
            "--config", f"experiments=[{experiment}]", *extra]
     print("+", " ".join(cmd), flush=True)
     return subprocess.call(cmd)

@@ -24,7 +24,6 @@ def main() -> int:
         parser.error("give either -c PIPELINE_YAML or --clone-experiment SRC DST")
     if args.copy_datapool and not args.clone_experiment:
         parser.error("--copy-datapool goes with --clone-experiment")
-    os.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     try:
         if args.clone_experiment:
             for path in clone_experiment(*args.clone_experiment, copy_datapool=args.copy_datapool):

@@ -18,7 +18,6 @@ def main() -> int:
     parser.add_argument("-c", "--config", default="config/experiments/demo/pipeline.yaml",
                         help="the experiment's pipeline.yaml")
     args, extra = parser.parse_known_args()
-    os.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     try:
         return run_snakemake(experiment_from_pipeline(args.config), [], extra)
     except LLMRunnerError as err:

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
+from tests.conftest import REPO
 from tests.workflow.conftest import planned_jobs, snakemake
 
 pytestmark = pytest.mark.workflow
@@ -95,3 +98,15 @@ def test_config_change_reruns_only_that_step_and_dependents(demo_run, demo_workd
     assert planned_jobs(proc) == {"train_run": 1, "mg2hf_stage": 1, "eval_stage": 1, "report_experiment": 1,
                                   "report_compare": 1, "all": 1}
     assert "Params have changed since last execution" in proc.stdout + proc.stderr
+
+
+def test_prepare_exp_prepares_one_experiment(demo_workdir):
+    """scripts/prepare_exp.py -c <pipeline.yaml>: base model and raw data in that experiment's datapool only."""
+    proc = subprocess.run([sys.executable, str(REPO / "scripts/prepare_exp.py"),
+                           "-c", "config/experiments/cpt_off/pipeline.yaml"],
+                          cwd=demo_workdir, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    root = demo_workdir / "datapool/experiments/cpt_off"
+    assert (root / "model/base/tiny-qwen3/model.safetensors").exists()
+    assert (root / "data/raw/sft/wordnet_chat/sft.jsonl.gz").exists()
+    assert not (root / "data/processed").exists()  # prepare only
