@@ -1,19 +1,14 @@
-"""Shared fixtures: a throwaway project folder with config/ and resources/ like the repository's."""
+"""Shared fixtures: a throwaway project folder with config/ and resources/ like the repository's,
+and the short demo run that tests/workflow and tests/slurm share (one local run per session)."""
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def write_yaml(path: Path, data: dict) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
+from tests.demo import short_demo, snakemake
+from tests.paths import REPO
 
 
 @pytest.fixture
@@ -24,3 +19,17 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "resources").symlink_to(REPO / "resources")
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def demo_workdir(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("workflow")
+    short_demo(workdir)
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def demo_run(demo_workdir: Path) -> Path:
+    """The short demo run end to end; returns its DATAPOOL_ROOT."""
+    snakemake(demo_workdir, "--cores", "2", "--config", "experiments=[demo]")
+    return demo_workdir / "datapool/experiments/demo"

@@ -9,7 +9,7 @@ import yaml
 
 from llmrunner.config import discover_experiments, load_experiment, load_run_config, substitute
 from llmrunner.errors import ConfigError
-from tests.conftest import REPO, write_yaml
+from tests.paths import REPO, write_yaml
 
 DEMO = Path("config/experiments/demo")
 

@@ -9,7 +9,7 @@ import pytest
 
 from llmrunner.errors import ConfigError
 from llmrunner.experiments import clone_experiment, experiment_from_pipeline
-from tests.conftest import REPO
+from tests.paths import REPO
 
 
 def test_clone_copies_config_only(project):

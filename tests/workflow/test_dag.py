@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from tests.workflow.conftest import planned_jobs, snakemake
+from tests.demo import planned_jobs, snakemake
 
 pytestmark = pytest.mark.workflow
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import REPO
-from tests.workflow.conftest import planned_jobs, snakemake
+from tests.demo import planned_jobs, snakemake
+from tests.paths import REPO
 
 pytestmark = pytest.mark.workflow
 

@@ -1,7 +1,6 @@
-"""Run the real workflow (real Snakemake, real stages) on the demo experiment, once per session.
-
-The demo config is copied into a throwaway working directory with shorter step counts; every
-workflow test reads that one run's outputs (CI time is shared)."""
+"""Helpers for tests that run the real workflow (real Snakemake, real stages) on the demo:
+a throwaway working directory with the demo config at CI-sized step counts, Snakemake as a user
+runs it, and the plan of a dry run. The session fixtures using them are in tests/conftest.py."""
 from __future__ import annotations
 
 import os
@@ -10,10 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
-from tests.conftest import REPO, write_yaml
+from tests.paths import REPO, write_yaml
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -62,16 +60,3 @@ def short_demo(workdir: Path) -> None:
         pipeline["steps"][off] = False
         write_yaml(pipeline_file, pipeline)
 
-
-@pytest.fixture(scope="session")
-def demo_workdir(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("workflow")
-    short_demo(workdir)
-    return workdir
-
-
-@pytest.fixture(scope="session")
-def demo_run(demo_workdir: Path) -> Path:
-    """The short demo run end to end; returns its DATAPOOL_ROOT."""
-    snakemake(demo_workdir, "--cores", "2", "--config", "experiments=[demo]")
-    return demo_workdir / "datapool/experiments/demo"

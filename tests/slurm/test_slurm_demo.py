@@ -1,0 +1,252 @@
+"""The demo experiment (short step counts) through `snakemake --profile profiles/slurm` on the local
+SLURM: first with the eval step's input broken (its jobs fail at run time: the failures are reported
+with their logs, the run exits non-zero, everything else finishes), then fixed (the rerun does only
+what was left). Checks which jobs asked for a GPU, that per-dataset steps are separate SLURM jobs
+running side by side, and that the outputs equal a local run's.
+
+The profile is used exactly as shipped: the local node advertises enough CPUs and memory for its
+requests (nothing enforces them). Only status polling is tuned on the command line."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.demo import planned_jobs, short_demo
+from tests.paths import REPO
+
+pytestmark = pytest.mark.slurm
+
+PROFILE = REPO / "profiles/slurm"
+GPU_RULES = {"hf2mg_base", "train_run", "mg2hf_stage", "eval_stage"}
+# First status check 1 s after a submission or a finished job (plugin default 40 s; the interval
+# then grows by 10 s per check that sees nothing finish).
+POLLING = ("--slurm-init-seconds-before-status-checks", "1")
+RUN_TIMEOUT_S = 900
+EVAL_STEP = "config/experiments/demo/steps/8.eval.yaml"
+STAGES = ("base", "cpt", "sft")
+# What is left after every eval job failed and everything else finished (keep-going).
+AFTER_EVAL = {"eval_stage": 3, "report_experiment": 1, "report_compare": 1, "all": 1}
+
+
+def snakemake_cmd(workdir: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+            "--profile", str(PROFILE), "--config", "experiments=[demo]", *args]
+
+
+class SlurmRun:
+    """`snakemake --profile profiles/slurm` in the background; output to a file (no pipe to drain)."""
+
+    def __init__(self, workdir: Path, name: str, *args: str):
+        self.log = workdir.parent / f"{workdir.name}.{name}.out"
+        self.cmd = snakemake_cmd(workdir, *POLLING, *args)
+        self.started = time.monotonic()
+        with open(self.log, "w") as out:
+            self.proc = subprocess.Popen(self.cmd, cwd=workdir, stdout=out, stderr=subprocess.STDOUT, text=True,
+                                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+    def stop(self) -> None:
+        self.proc.terminate()  # Snakemake cancels its SLURM jobs on SIGTERM
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def wait(self, cluster) -> subprocess.CompletedProcess:
+        try:
+            self.proc.wait(timeout=max(1.0, RUN_TIMEOUT_S - (time.monotonic() - self.started)))
+        except subprocess.TimeoutExpired:
+            self.stop()
+            pytest.fail(f"{' '.join(self.cmd)} still running after {RUN_TIMEOUT_S} s:\n"
+                        f"{self.log.read_text()[-6000:]}\n{cluster.daemon_logs()}", pytrace=False)
+        except BaseException:  # interrupted: leave no Snakemake behind to poll a cluster going down
+            self.stop()
+            raise
+        self.seconds = time.monotonic() - self.started
+        return subprocess.CompletedProcess(self.cmd, self.proc.returncode, self.log.read_text(), "")
+
+
+def dry_run(workdir: Path) -> subprocess.CompletedProcess:
+    proc = subprocess.run(snakemake_cmd(workdir, "-n"), cwd=workdir, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def run_id(proc: subprocess.CompletedProcess) -> str:
+    """The SLURM job name the plugin gave every job of this run."""
+    return re.search(r"SLURM run ID: (\S+)", proc.stdout).group(1)
+
+
+def rule_of(job: dict) -> tuple[str, str]:
+    """(rule, wildcards) from the job comment `rule_<rule>[_wildcards_<values>]`."""
+    match = re.fullmatch(r"rule_(.+?)(?:_wildcards_(.*))?", job.get("Comment", ""))
+    assert match, f"SLURM job {job['JobId']} has no rule comment: {job.get('Comment')!r}"
+    return match.group(1), match.group(2) or ""
+
+
+def minutes(time_limit: str) -> int:
+    """SLURM's [D-]HH:MM:SS as minutes."""
+    days, _, hms = time_limit.rpartition("-")
+    h, m, _ = (int(x) for x in hms.split(":"))
+    return (int(days or 0) * 24 + h) * 60 + m
+
+
+def megabytes(memory: str) -> float:
+    """SLURM's 8000M / 62.50G as MB."""
+    return float(memory[:-1]) * {"M": 1, "G": 1024, "T": 1024 ** 2}[memory[-1]]
+
+
+def threads_by_slurm_job(out: str) -> dict[str, int]:
+    """SLURM job id -> the threads Snakemake gave that job, from the run's job blocks (`jobid: N`, then
+    `threads: T` only when above 1). Later mentions of a job id (error blocks, printed job logs whose
+    own job is always `jobid: 0`) add no `threads:` line of their own."""
+    threads, current = {}, None
+    for line in out.splitlines():
+        if match := re.match(r"\s+jobid: (\d+)$", line):
+            current = match.group(1)
+            threads.setdefault(current, 1)
+        elif (match := re.match(r"\s+threads: (\d+)$", line)) and current:
+            threads[current] = int(match.group(1))
+        elif not line.startswith(" "):
+            current = None
+    return {slurm_id: threads[job] for job, slurm_id in
+            re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", out)}
+
+
+@dataclass
+class SlurmDemo:
+    workdir: Path
+    root: Path
+    failed: subprocess.CompletedProcess
+    failed_rule_logs: dict[str, str]
+    plan_after_fix: dict[str, int]
+    rerun: subprocess.CompletedProcess
+    final_plan: subprocess.CompletedProcess
+    jobs: list[dict]
+    seconds: dict[str, float]
+
+
+@pytest.fixture(scope="module")
+def slurm_demo(slurm_cluster, tmp_path_factory, request) -> SlurmDemo:
+    workdir = tmp_path_factory.mktemp("slurm_demo")
+    short_demo(workdir)
+    eval_step = workdir / EVAL_STEP
+    good = eval_step.read_text()
+    # An input that exists (so the DAG builds) but that the eval stage rejects when the job runs.
+    broken = workdir / "broken_mc.jsonl"
+    broken.write_text('{"word": "oops"}\n')
+    eval_step.write_text(yaml.safe_dump({**yaml.safe_load(good), "mc": broken.name}, sort_keys=False))
+
+    first = SlurmRun(workdir, "broken")
+    try:
+        # The local reference run, while the SLURM jobs wait in the queue and for status checks.
+        request.getfixturevalue("demo_run")
+    except BaseException:
+        first.stop()
+        raise
+    failed = first.wait(slurm_cluster)
+    logs = {stage: workdir / f"datapool/experiments/demo/logs/eval.{stage}.log" for stage in STAGES}
+    failed_rule_logs = {stage: log.read_text() if log.exists() else "" for stage, log in logs.items()}
+
+    eval_step.write_text(good)
+    plan = planned_jobs(dry_run(workdir))
+    second = SlurmRun(workdir, "fixed")
+    rerun = second.wait(slurm_cluster)
+    assert rerun.returncode == 0, f"the rerun failed:\n{rerun.stdout[-8000:]}"
+    ours = {run_id(failed), run_id(rerun)}
+    jobs = [job for job in slurm_cluster.jobs() if job["JobName"] in ours]
+    return SlurmDemo(workdir, workdir / "datapool/experiments/demo", failed, failed_rule_logs, plan, rerun,
+                     dry_run(workdir),
+                     jobs, {"broken run": first.seconds, "fixed run": second.seconds})
+
+
+def test_failed_jobs_are_reported_with_their_logs_and_the_run_exits_non_zero(slurm_demo):
+    out = slurm_demo.failed.stdout
+    assert slurm_demo.failed.returncode != 0
+    assert len(set(re.findall(r"SLURM-job '(\d+)' failed", out))) == 3, out[-6000:]
+    assert "broken_mc.jsonl" in out  # show-failed-logs: the rule logs are printed too
+    for stage in STAGES:
+        # both logs are named: the rule's own log and the SLURM job's log (kept for failed jobs)
+        match = re.search(rf"log: (\S+/logs/eval\.{stage}\.log), "
+                          rf"(\S+/\.snakemake/slurm_logs/rule_eval_stage/demo_{stage}/\d+\.log)", out)
+        assert match, out[-6000:]
+        assert "broken_mc.jsonl" in slurm_demo.failed_rule_logs[stage]
+        slurm_log = Path(match.group(2))
+        assert slurm_log.is_file() and "Error in rule eval_stage" in slurm_log.read_text()
+    not_completed = sorted((rule_of(j), j["JobState"]) for j in slurm_demo.jobs
+                           if j["JobName"] == run_id(slurm_demo.failed) and j["JobState"] != "COMPLETED")
+    assert not_completed == [(("eval_stage", f"demo_{stage}"), "FAILED") for stage in STAGES]
+
+
+def test_after_the_fix_a_rerun_does_only_the_remaining_work(slurm_demo):
+    assert slurm_demo.plan_after_fix == AFTER_EVAL
+    assert planned_jobs(slurm_demo.rerun) == AFTER_EVAL
+    submitted = sorted(rule_of(j) for j in slurm_demo.jobs if j["JobName"] == run_id(slurm_demo.rerun))
+    assert submitted == sorted([*((("eval_stage", f"demo_{stage}")) for stage in STAGES),
+                                ("report_compare", ""), ("report_experiment", "demo")])
+    assert "Nothing to be done" in slurm_demo.final_plan.stdout + slurm_demo.final_plan.stderr
+
+
+def test_gpu_rules_ask_for_a_gpu_and_cpu_rules_do_not(slurm_demo):
+    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
+    assert {rule for rule, res in profile["set-resources"].items() if "gres" in res} == GPU_RULES
+    seen = set()
+    for job in slurm_demo.jobs:
+        rule, wildcards = rule_of(job)
+        seen.add(rule)
+        expected = {**profile["default-resources"], **profile["set-resources"].get(rule, {})}
+        where = f"SLURM job {job['JobId']} ({rule} {wildcards})"
+        assert job["Partition"] == expected["slurm_partition"], where
+        assert minutes(job["TimeLimit"]) == expected["runtime"], where
+        assert megabytes(job["MinMemoryNode"]) == expected["mem_mb"], where
+        if rule in GPU_RULES:
+            assert job["Partition"] == "gpu" and job.get("TresPerNode") == "gres:gpu:1", where
+        else:
+            assert job["Partition"] == "cpu" and "gpu" not in job.get("TresPerNode", ""), where
+    assert GPU_RULES <= seen and {"prepare_base_model", "udatasets_clean", "tokenize_cpt_dataset"} <= seen
+
+
+def test_each_job_gets_as_many_cpus_as_its_step_uses_threads(slurm_demo):
+    threads = {**threads_by_slurm_job(slurm_demo.failed.stdout), **threads_by_slurm_job(slurm_demo.rerun.stdout)}
+    assert threads.keys() == {job["JobId"] for job in slurm_demo.jobs}
+    assert {job["JobId"]: int(job["NumCPUs"]) for job in slurm_demo.jobs} == threads
+    assert {rule_of(job)[0] for job in slurm_demo.jobs if threads[job["JobId"]] > 1} >= {"train_run"}
+
+
+def test_per_dataset_steps_are_separate_slurm_jobs_that_run_side_by_side(slurm_demo):
+    by_rule: dict[str, list[dict]] = {}
+    for job in slurm_demo.jobs:
+        if job["JobName"] == run_id(slurm_demo.failed):
+            by_rule.setdefault(rule_of(job)[0], []).append(job)
+    for rule in ("prepare_raw_data", "udatasets_clean"):
+        assert sorted(rule_of(j)[1] for j in by_rule[rule]) == ["demo_cpt_demo_text", "demo_sft_wordnet_chat"]
+    overlapping = [rule for rule in ("prepare_raw_data", "udatasets_clean")
+                   if (a := by_rule[rule][0])["StartTime"] <= (b := by_rule[rule][1])["EndTime"]
+                   and b["StartTime"] <= a["EndTime"]]
+    assert overlapping, {r: [(j["StartTime"], j["EndTime"]) for j in by_rule[r]] for r in by_rule}
+
+
+def test_outputs_equal_the_local_run(slurm_demo, demo_run):
+    tokenized = sorted(p.relative_to(demo_run) for p in (demo_run / "data/tokenized").rglob("*")
+                       if p.suffix in (".bin", ".idx"))
+    assert len(tokenized) == 6  # cpt text, sft text + loss mask, each .bin and .idx
+    for rel in tokenized:
+        assert (slurm_demo.root / rel).read_bytes() == (demo_run / rel).read_bytes(), rel
+
+    import torch
+    from safetensors.torch import load_file
+
+    ours, local = (load_file(root / "model/hf/sft/model.safetensors") for root in (slurm_demo.root, demo_run))
+    assert ours.keys() == local.keys()
+    different = [name for name in local if not torch.equal(ours[name], local[name])]
+    assert not different, f"final SFT weights differ from the local run's in {different}"
+    print(f"SLURM runs: {', '.join(f'{k} {v:.0f} s' for k, v in slurm_demo.seconds.items())}")
