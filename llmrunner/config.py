@@ -302,11 +302,22 @@ class RunConfig:
         return json.dumps(self.experiments[exp].settings(step), sort_keys=True)
 
     def udatasets_settings_json(self, exp: str, kind: str, dataset: str) -> str:
-        """udatasets settings plus the dataset's adapter choice (both change the output)."""
+        """udatasets settings plus the dataset's adapter and reading keys (all change the output)."""
         e = self.experiments[exp]
-        spec = e.datasets(kind)[dataset]
-        return json.dumps({**e.settings("udatasets"), "adapter": spec["adapter"], "text_key": spec["text_key"]},
-                          sort_keys=True)
+        reading = {k: v for k, v in e.datasets(kind)[dataset].items() if k != "sources"}
+        return json.dumps({**e.settings("udatasets"), **reading}, sort_keys=True)
+
+    def udatasets_adapter_inputs(self, exp: str, kind: str, dataset: str) -> list[str]:
+        """The custom adapter's file, so that editing it reruns udatasets; [] for a built-in adapter."""
+        spec = self.experiments[exp].datasets(kind)[dataset]
+        if spec["adapter"] != "custom":
+            return []
+        path = spec["adapter_function"].rpartition(":")[0]
+        if not os.path.isfile(path):
+            raise ConfigError(f"experiment '{exp}': data.{kind}.{dataset}.adapter_function: the file '{path}' "
+                              f"does not exist (paths are relative to {os.getcwd()}); set it to "
+                              f"'path/to/file.py:function'")
+        return [path]
 
     def threads(self, exp: str, step: str) -> int:
         return int(self.experiments[exp].steps[step].get("threads", 1))

@@ -1,4 +1,4 @@
-"""Reading JSON Lines data (`.jsonl`, `.jsonl.gz`) as a stream, one line at a time.
+"""Reading JSON Lines data (`.jsonl`, `.jsonl.gz`, `.jsonl.zst`) as a stream, one line at a time.
 
 Lines are read as bytes and decoded one by one, so a line that is not valid UTF-8 is reported
 (and can be rejected) without ending the stream: a text-mode reader would raise in the middle of
@@ -7,15 +7,18 @@ a file and lose the rest of it.
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, NamedTuple
 
+import zstandard
+
 from llmrunner.errors import StageError
 
-DATA_SUFFIXES = (".jsonl", ".jsonl.gz")
+DATA_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst")
 
 
 class Line(NamedTuple):
@@ -28,22 +31,27 @@ class Line(NamedTuple):
     valid_utf8: bool
 
 
-def is_data_file(path: Path) -> bool:
-    return path.name.endswith(DATA_SUFFIXES)
+def is_data_file(path: Path, suffixes: tuple[str, ...] = DATA_SUFFIXES) -> bool:
+    return path.name.endswith(suffixes)
 
 
 def open_binary(path: str | Path) -> IO[bytes]:
-    """Open a `.jsonl` or `.jsonl.gz` file for streaming reads (gzip chosen by the name)."""
+    """Open a file for streaming reads, decompressing `.gz` / `.zst` (chosen by the name)."""
     path = Path(path)
     if not path.is_file():
         raise StageError(f"data file {path} does not exist")
-    return gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
+    if path.name.endswith(".gz"):
+        return gzip.open(path, "rb")
+    if path.name.endswith(".zst"):
+        # The decompression reader has no readline(); the buffered wrapper adds it (and line iteration).
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True))
+    return open(path, "rb")
 
 
 def iter_lines(path: str | Path) -> Iterator[Line]:
-    """Yield every line of a `.jsonl` / `.jsonl.gz` file, decoded as UTF-8 one line at a time.
+    """Yield every line of a `.jsonl` / `.jsonl.gz` / `.jsonl.zst` file, decoded as UTF-8 one line at a time.
 
-    Blank lines are yielded too (the caller decides); a damaged gzip stream is a StageError
+    Blank lines are yielded too (the caller decides); a damaged compressed stream is a StageError
     naming the file, raised after the lines before the damage.
     """
     number = 0
@@ -57,6 +65,9 @@ def iter_lines(path: str | Path) -> Iterator[Line]:
                     yield Line(number, raw.decode("utf-8", errors="backslashreplace"), False)
     except (EOFError, gzip.BadGzipFile, zlib.error) as err:
         raise StageError(f"{path} is a damaged gzip file (read up to line {number}: {err}); "
+                         f"re-create or re-download it") from err
+    except zstandard.ZstdError as err:
+        raise StageError(f"{path} is a damaged zstd file (read up to line {number}: {err}); "
                          f"re-create or re-download it") from err
 
 
@@ -83,28 +94,32 @@ def iter_records(path: str | Path) -> Iterator[tuple[int, dict]]:
         yield line.number, record
 
 
-def list_data_files(folder: str | Path) -> list[Path]:
-    """The `*.jsonl` and `*.jsonl.gz` files directly in `folder`, sorted by name."""
+def _patterns(suffixes: tuple[str, ...]) -> str:
+    return " / ".join(f"*{s}" for s in suffixes)
+
+
+def list_data_files(folder: str | Path, suffixes: tuple[str, ...] = DATA_SUFFIXES) -> list[Path]:
+    """The files directly in `folder` whose names end in one of `suffixes`, sorted by name."""
     folder = Path(folder)
     if not folder.is_dir():
         raise StageError(f"data folder {folder} does not exist (or is not a folder); "
                          f"check the dataset's sources and that the prepare step ran")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and is_data_file(p))
+    files = sorted(p for p in folder.iterdir() if p.is_file() and is_data_file(p, suffixes))
     if not files:
         present = sorted(p.name for p in folder.iterdir())
         shown = ", ".join(present[:20]) + (", ..." if len(present) > 20 else "") if present else "nothing"
-        raise StageError(f"data folder {folder} has no *.jsonl or *.jsonl.gz files (it contains: "
-                         f"{shown}); give the dataset sources in JSON Lines format")
+        raise StageError(f"data folder {folder} has no {_patterns(suffixes)} files (it contains: "
+                         f"{shown}); give the dataset sources in one of these formats")
     return files
 
 
-def resolve_inputs(path: str | Path) -> list[Path]:
+def resolve_inputs(path: str | Path, suffixes: tuple[str, ...] = DATA_SUFFIXES) -> list[Path]:
     """A data file itself, or the data files of a folder (a raw dataset folder)."""
     path = Path(path)
     if path.is_dir():
-        return list_data_files(path)
+        return list_data_files(path, suffixes)
     if not path.is_file():
-        raise StageError(f"input {path} does not exist; give a .jsonl / .jsonl.gz file or a folder of them")
-    if not is_data_file(path):
-        raise StageError(f"input {path} is not a .jsonl or .jsonl.gz file")
+        raise StageError(f"input {path} does not exist; give a {_patterns(suffixes)} file or a folder of them")
+    if not is_data_file(path, suffixes):
+        raise StageError(f"input {path} is not a {_patterns(suffixes)} file")
     return [path]

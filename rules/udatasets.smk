@@ -8,7 +8,8 @@ rule udatasets:
 
 rule udatasets_clean:
     input:
-        f"{ROOT}/data/raw/{{kind}}/{{dataset}}",
+        raw=f"{ROOT}/data/raw/{{kind}}/{{dataset}}",
+        adapter=lambda w: RUN.udatasets_adapter_inputs(w.exp, w.kind, w.dataset),
     output:
         data=f"{ROOT}/data/processed/{{kind}}/{{dataset}}.jsonl",
         rejects=f"{ROOT}/data/processed/{{kind}}/{{dataset}}.rejects.jsonl",
@@ -23,5 +24,5 @@ rule udatasets_clean:
     conda:
         "../envs/udatasets.yaml"
     shell:
-        "python -m llmrunner.udatasets --kind {wildcards.kind} --input {input:q} --out {output.data:q}"
+        "python -m llmrunner.udatasets --kind {wildcards.kind} --input {input.raw:q} --out {output.data:q}"
         " --settings {params.settings:q} > {log:q} 2>&1"

@@ -154,6 +154,33 @@ def test_settings_json_is_stable_and_carries_adapter(project):
     assert run.settings_json("demo", "train_cpt") == run.settings_json("demo", "train_cpt")
 
 
+def test_custom_adapter_reaches_the_rule_and_its_file_is_an_input(project):
+    pipeline = yaml.safe_load((DEMO / "pipeline.yaml").read_text())
+    pipeline["data"]["sft"]["wordnet_chat"].update(adapter="custom", adapter_function="adapters.py:chat")
+    write_yaml(DEMO / "pipeline.yaml", pipeline)
+    Path("adapters.py").write_text("def chat(record):\n    return record\n")
+    run = load_run_config({})
+    settings = json.loads(run.udatasets_settings_json("demo", "sft", "wordnet_chat"))
+    assert settings["adapter_function"] == "adapters.py:chat" and settings["txt_mode"] == "document"
+    assert "sources" not in settings
+    assert run.udatasets_adapter_inputs("demo", "sft", "wordnet_chat") == ["adapters.py"]
+    assert run.udatasets_adapter_inputs("demo", "cpt", "demo_text") == []
+    Path("adapters.py").unlink()
+    with pytest.raises(ConfigError, match=r"data\.sft\.wordnet_chat\.adapter_function: the file 'adapters.py' "
+                                          r"does not exist .*set it to 'path/to/file.py:function'"):
+        run.udatasets_adapter_inputs("demo", "sft", "wordnet_chat")
+
+
+def test_custom_adapter_without_function_is_a_schema_error(project):
+    pipeline = yaml.safe_load((DEMO / "pipeline.yaml").read_text())
+    pipeline["data"]["cpt"]["demo_text"].update(adapter="custom", txt_mode="lines")
+    write_yaml(DEMO / "pipeline.yaml", pipeline)
+    with pytest.raises(ConfigError) as err:
+        load_run_config({})
+    assert "key 'data.cpt.demo_text': 'adapter_function' is a required property" in str(err.value)
+    assert "key 'data.cpt.demo_text.txt_mode': 'lines' is not one of" in str(err.value)
+
+
 def test_discover_experiments(project):
     (Path("config/experiments/empty")).mkdir()  # no pipeline.yaml: not an experiment
     assert discover_experiments() == ["demo"]

@@ -13,6 +13,7 @@ from pathlib import Path
 from llmrunner.errors import StageError
 from llmrunner.jsonl import is_data_file
 from llmrunner.prepare.tiny_model import build_tiny_qwen3
+from llmrunner.udatasets.readers import RAW_SUFFIXES
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +75,9 @@ def copy_raw_data(sources: list[Path], out: Path) -> None:
     for src in sources:
         if not src.is_file():
             problems.append(f"{src} does not exist (or is not a file)")
-        elif not is_data_file(src):
-            problems.append(f"{src} is not a .jsonl or .jsonl.gz file (rename it if it is JSON Lines)")
+        elif not is_data_file(src, RAW_SUFFIXES):
+            problems.append(f"{src} is not a data file of a known format ({', '.join(RAW_SUFFIXES)}); "
+                            f"convert it, or rename it if it is one of these")
         elif src.name in by_name:
             problems.append(f"{src} and {by_name[src.name]} have the same file name; rename one")
         else:

@@ -1,31 +1,53 @@
 """Adapters: one raw JSON object -> a record in the unified schema, or the reason it is rejected.
 
 Unified schema: CPT `{"text": str, ...meta}`; SFT `{"messages": [{"role", "content"}, ...], ...meta}`.
-Keys other than the data key are kept as metadata; messages keep only role and content.
+Keys other than the ones an adapter reads are kept as metadata; messages keep only role and content.
+Every SFT adapter builds messages and hands them to `adapt_messages`, so all chats obey one rule set.
 """
 from __future__ import annotations
 
-import json
-import unicodedata
 from collections.abc import Callable
+from functools import partial
 
 ROLES = ("system", "user", "assistant")
+# ShareGPT speaker names -> roles. "tool" maps to itself and is rejected (bad_role) until tool turns
+# are part of the SFT schema: dropping them silently would change what the conversation means.
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                  "system": "system", "tool": "tool"}
 
 Adapted = tuple[dict | None, str | None]  # (unified record, None) or (None, reject reason)
+Adapter = Callable[[dict], Adapted]
 
 
-def adapt_text(record: dict, text_key: str) -> Adapted:
-    """CPT: the document is the string under `text_key`; it becomes `text`."""
-    if text_key not in record:
+def take(record: dict, key: str) -> tuple[bool, object, dict]:
+    """(found, value, the record without it) for `key`, which may be dotted (`meta.body`) to reach
+    into nested objects; a literal key containing dots wins. Parent objects left empty are dropped."""
+    if key in record:
+        return True, record[key], {k: v for k, v in record.items() if k != key}
+    head, dot, tail = key.partition(".")
+    if not dot or not isinstance(record.get(head), dict):
+        return False, None, record
+    found, value, inner = take(record[head], tail)
+    if not found:
+        return False, None, record
+    rest = {k: v for k, v in record.items() if k != head}
+    if inner:
+        rest[head] = inner
+    return True, value, rest
+
+
+def adapt_text(record: dict, text_key: str = "text") -> Adapted:
+    """CPT: the document is the string under `text_key` (dotted for nested keys); it becomes `text`."""
+    found, text, meta = take(record, text_key)
+    if not found:
         return None, "missing_text"
-    text = record[text_key]
     if not isinstance(text, str):
         return None, "text_not_a_string"
-    meta = {k: v for k, v in record.items() if k not in (text_key, "text")}
+    meta.pop("text", None)  # a raw `text` that is not the document must not overwrite it
     return {"text": text, **meta}, None
 
 
-def adapt_messages(record: dict, text_key: str) -> Adapted:
+def adapt_messages(record: dict) -> Adapted:
     """SFT: OpenAI-style `messages`; at least one user and one assistant turn, the last one the assistant's."""
     if "messages" not in record:
         return None, "missing_messages"
@@ -52,31 +74,71 @@ def adapt_messages(record: dict, text_key: str) -> Adapted:
     return {"messages": clean, **meta}, None
 
 
-ADAPTERS: dict[str, Callable[[dict, str], Adapted]] = {"text": adapt_text, "messages": adapt_messages}
+def _chat(messages: list[dict], meta: dict) -> Adapted:
+    meta.pop("messages", None)  # the built messages replace any raw key of that name
+    return adapt_messages({"messages": messages, **meta})
 
 
-def dedup_key(record: dict) -> str:
-    """What two records must share to be exact duplicates: the normalised text (SFT: each turn's
-    role and normalised content, JSON-encoded so that no content can imitate a turn boundary)."""
-    if "messages" in record:
-        return json.dumps([[m["role"], normalise(m["content"])] for m in record["messages"]], ensure_ascii=False)
-    return normalise(record["text"])
+def adapt_sharegpt(record: dict) -> Adapted:
+    """SFT: ShareGPT `conversations`, a list of `{"from": human|gpt|system|tool, "value": str}`."""
+    found, turns, meta = take(record, "conversations")
+    if not found:
+        return None, "missing_conversations"
+    if not isinstance(turns, list):
+        return None, "conversations_not_a_list"
+    messages = []
+    for turn in turns:
+        if not isinstance(turn, dict):
+            return None, "message_not_an_object"
+        speaker = turn.get("from")
+        if not isinstance(speaker, str) or speaker not in SHAREGPT_ROLES:
+            return None, "bad_role"
+        messages.append({"role": SHAREGPT_ROLES[speaker], "content": turn.get("value")})
+    return _chat(messages, meta)
 
 
-def content_chars(record: dict) -> int:
-    """Characters of content: the text (CPT) or the sum over message contents (SFT)."""
-    if "messages" in record:
-        return sum(len(m["content"]) for m in record["messages"])
-    return len(record["text"])
+def _strings(record: dict, keys: dict[str, str]) -> tuple[dict[str, str] | None, str | None, dict]:
+    """The string fields `keys` (name -> raw key) of a record, or the reject reason; and the rest."""
+    values, rest = {}, record
+    for name, key in keys.items():
+        found, value, rest = take(rest, key)
+        if not found:
+            return None, f"missing_{name}", rest
+        if not isinstance(value, str):
+            return None, f"{name}_not_a_string", rest
+        values[name] = value
+    return values, None, rest
 
 
-def is_blank(record: dict) -> bool:
-    """No content but whitespace (SFT: in every turn)."""
-    if "messages" in record:
-        return not any(m["content"].strip() for m in record["messages"])
-    return not record["text"].strip()
+def adapt_alpaca(record: dict) -> Adapted:
+    """SFT: Alpaca `instruction` / `input` (optional) / `output` -> one user turn and the assistant's answer.
+    A non-empty input follows the instruction after a blank line, as in Alpaca's own prompt."""
+    if record.get("input") is None:  # absent or null: an instruction without input
+        record = {**record, "input": ""}
+    fields, reason, meta = _strings(record, {"instruction": "instruction", "input": "input", "output": "output"})
+    if fields is None:
+        return None, reason
+    prompt = f"{fields['instruction']}\n\n{fields['input']}" if fields["input"].strip() else fields["instruction"]
+    return _chat([{"role": "user", "content": prompt}, {"role": "assistant", "content": fields["output"]}], meta)
 
 
-def normalise(text: str) -> str:
-    """NFC, and every run of whitespace collapsed to one space (ends stripped): the exact-dedup key."""
-    return " ".join(unicodedata.normalize("NFC", text).split())
+def adapt_prompt_response(record: dict, prompt_key: str = "prompt", response_key: str = "response") -> Adapted:
+    """SFT: a prompt and its response under configurable (possibly dotted) keys -> user + assistant turns."""
+    fields, reason, meta = _strings(record, {"prompt": prompt_key, "response": response_key})
+    if fields is None:
+        return None, reason
+    return _chat([{"role": "user", "content": fields["prompt"]},
+                  {"role": "assistant", "content": fields["response"]}], meta)
+
+
+def builtin_adapter(name: str, text_key: str = "text", prompt_key: str = "prompt",
+                    response_key: str = "response") -> Adapter:
+    """The built-in adapter `name`, bound to its keys."""
+    adapters: dict[str, Adapter] = {
+        "text": partial(adapt_text, text_key=text_key),
+        "messages": adapt_messages,
+        "sharegpt": adapt_sharegpt,
+        "alpaca": adapt_alpaca,
+        "prompt_response": partial(adapt_prompt_response, prompt_key=prompt_key, response_key=response_key),
+    }
+    return adapters[name]

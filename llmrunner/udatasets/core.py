@@ -1,6 +1,6 @@
-"""udatasets: raw JSON Lines -> validated, cleaned, exact-de-duplicated records in the unified schema.
+"""udatasets: raw records of any format -> validated, cleaned, exact-de-duplicated records in the unified schema.
 
-One streaming pass over the raw files (sorted by name, lines in order). Every input line ends in
+One streaming pass over the raw files (sorted by name, records in order). Every input record ends in
 exactly one of three places, so the stats add up: the kept data, the rejects (with a reason), or
 the duplicates (naming the first occurrence, which is the one kept). Memory is bounded by the
 de-duplication table (16 bytes of hash + a location per kept record).
@@ -14,8 +14,9 @@ from collections import Counter
 from pathlib import Path
 
 from llmrunner.errors import ConfigError
-from llmrunner.jsonl import iter_lines
-from llmrunner.udatasets.adapters import ADAPTERS, content_chars, dedup_key, is_blank
+from llmrunner.udatasets.adapters import Adapter
+from llmrunner.udatasets.readers import BLANK, RawItem, iter_raw
+from llmrunner.udatasets.records import content_chars, dedup_key, is_blank
 
 log = logging.getLogger(__name__)
 
@@ -29,21 +30,12 @@ def output_paths(out: Path) -> dict[str, Path]:
             "duplicates": out.with_name(f"{stem}.duplicates.jsonl"), "stats": out.with_name(f"{stem}.stats.json")}
 
 
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def parse_record(text: str, adapter: str, text_key: str, min_chars: int, max_chars: int | None
+def check_record(item: RawItem, adapter: Adapter, min_chars: int, max_chars: int | None
                  ) -> tuple[dict | None, str | None]:
-    """One raw line -> (unified record, None) or (None, reason)."""
-    try:
-        # NaN / Infinity are Python extensions, not JSON: they would leak into the output.
-        raw = json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):  # ValueError covers JSONDecodeError and over-long integers
-        return None, "invalid_json"
-    if not isinstance(raw, dict):
-        return None, "not_an_object"
-    record, reason = ADAPTERS[adapter](raw, text_key)
+    """One raw item -> (unified record, None) or (None, reason)."""
+    if item.record is None:
+        return None, item.reason
+    record, reason = adapter(item.record)
     if record is None:
         return None, reason
     if is_blank(record):
@@ -56,9 +48,10 @@ def parse_record(text: str, adapter: str, text_key: str, min_chars: int, max_cha
     return record, None
 
 
-def clean_documents(inputs: list[Path], out: Path, adapter: str, text_key: str = "text", min_chars: int = 1,
-                    max_chars: int | None = None, dedup: str = "exact") -> dict:
-    """Clean the records of `inputs` into `out` (+ rejects, duplicates, stats files); return the stats."""
+def clean_documents(inputs: list[Path], out: Path, adapter: Adapter, min_chars: int = 1,
+                    max_chars: int | None = None, dedup: str = "exact", txt_mode: str = "document") -> dict:
+    """Clean the records of `inputs` into `out` (+ rejects, duplicates, stats files); return the stats.
+    `adapter` turns one raw object into a unified record (see adapters.builtin_adapter)."""
     paths = output_paths(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     rejected: Counter[str] = Counter()
@@ -72,30 +65,32 @@ def clean_documents(inputs: list[Path], out: Path, adapter: str, text_key: str =
 
         for path in inputs:
             file_input = 0
-            for line in iter_lines(path):
-                if not line.text.strip():
+            for item in iter_raw(path, txt_mode):
+                if item.reason == BLANK:
                     blank += 1  # not a record: trailing newlines, spacing between records
                     continue
                 file_input += 1
-                if line.valid_utf8:
-                    record, reason = parse_record(line.text, adapter, text_key, min_chars, max_chars)
-                else:
-                    record, reason = None, "invalid_utf8"
+                record, reason = check_record(item, adapter, min_chars, max_chars)
                 if record is not None:
                     try:
-                        encoded = json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n"
+                        # default=str: parquet values that JSON lacks (dates, decimals) become their strings;
+                        # allow_nan=False: a NaN would make the line invalid JSON.
+                        encoded = json.dumps(record, ensure_ascii=False, allow_nan=False,
+                                             default=str).encode("utf-8") + b"\n"
                     except UnicodeEncodeError:  # a "\ud800"-style escape decodes to a lone surrogate
                         record, reason = None, "invalid_unicode"
+                    except ValueError:
+                        record, reason = None, "not_json_serialisable"
                 if record is None:
                     rejected[reason] += 1
-                    write(rejects, {"file": path.name, "line": line.number, "reason": reason, "raw": line.text})
+                    write(rejects, {"file": path.name, "line": item.number, "reason": reason, "raw": item.raw})
                     continue
                 if dedup == "exact":
                     digest = hashlib.blake2b(dedup_key(record).encode("utf-8"), digest_size=16).digest()
-                    first = seen.setdefault(digest, (path.name, line.number))
-                    if first != (path.name, line.number):
+                    first = seen.setdefault(digest, (path.name, item.number))
+                    if first != (path.name, item.number):
                         duplicates += 1
-                        write(dups, {"file": path.name, "line": line.number,
+                        write(dups, {"file": path.name, "line": item.number,
                                      "duplicate_of": {"file": first[0], "line": first[1]}})
                         continue
                 data.write(encoded)

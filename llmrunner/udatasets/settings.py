@@ -5,18 +5,32 @@ from dataclasses import dataclass
 
 from llmrunner.errors import ConfigError
 from llmrunner.settings import is_int, settings_from_dict
+from llmrunner.udatasets.adapters import Adapter, builtin_adapter
+from llmrunner.udatasets.custom import custom_adapter
+from llmrunner.udatasets.readers import TXT_MODES
 
-ADAPTERS = {"text": "cpt", "messages": "sft"}  # adapter -> the kind of record it produces
+# adapter -> the kind of record it produces (None: either, decided by the user's function)
+ADAPTERS = {"text": "cpt", "messages": "sft", "sharegpt": "sft", "alpaca": "sft", "prompt_response": "sft",
+            "custom": None}
 DEDUP_MODES = ("exact", "none")
 
 
 @dataclass(frozen=True)
 class UdatasetsSettings:
     adapter: str | None = None
-    """How a raw record becomes the unified schema: 'text' (CPT: the document is under text_key) or
-    'messages' (SFT: OpenAI-style chat messages). None: the adapter that fits --kind."""
+    """How a raw record becomes the unified schema: 'text' (CPT: the document is under text_key),
+    'messages' (OpenAI chat), 'sharegpt', 'alpaca', 'prompt_response' (SFT) or 'custom'
+    (adapter_function). None: the adapter that fits --kind ('text' / 'messages')."""
     text_key: str = "text"
-    """For the 'text' adapter: the key of a raw record that holds the document."""
+    """For the 'text' adapter: the key of a raw record that holds the document (dotted: nested)."""
+    prompt_key: str = "prompt"
+    """For the 'prompt_response' adapter: the key of the prompt (dotted: nested)."""
+    response_key: str = "response"
+    """For the 'prompt_response' adapter: the key of the response (dotted: nested)."""
+    adapter_function: str | None = None
+    """For the 'custom' adapter: 'path/to/file.py:function' (relative to the repository root)."""
+    txt_mode: str = "document"
+    """.txt inputs: 'document' (one record per file) or 'paragraphs' (one per blank-line separated block)."""
     min_chars: int = 1
     """Reject a record whose text (CPT) or total message content (SFT) has fewer characters."""
     max_chars: int | None = None
@@ -29,8 +43,14 @@ class UdatasetsSettings:
         problems = []
         if self.adapter is not None and self.adapter not in ADAPTERS:
             problems.append(f"adapter: {self.adapter!r} is not one of {sorted(ADAPTERS)}")
-        if not isinstance(self.text_key, str) or not self.text_key:
-            problems.append(f"text_key: must be a non-empty string, got {self.text_key!r}")
+        for key in ("text_key", "prompt_key", "response_key"):
+            if not isinstance(getattr(self, key), str) or not getattr(self, key):
+                problems.append(f"{key}: must be a non-empty string, got {getattr(self, key)!r}")
+        if (self.adapter == "custom") != (self.adapter_function is not None):
+            problems.append("adapter_function: give it exactly when adapter is 'custom' "
+                            f"(adapter {self.adapter!r}, adapter_function {self.adapter_function!r})")
+        if self.txt_mode not in TXT_MODES:
+            problems.append(f"txt_mode: {self.txt_mode!r} is not one of {list(TXT_MODES)}")
         if not is_int(self.min_chars) or self.min_chars < 0:
             problems.append(f"min_chars: must be an integer >= 0, got {self.min_chars!r}")
         if self.max_chars is not None and (not is_int(self.max_chars) or self.max_chars < 1):
@@ -50,9 +70,17 @@ class UdatasetsSettings:
     def adapter_for(self, kind: str) -> str:
         """The adapter to use for `kind` ('cpt' or 'sft'); an adapter of the other kind is an error."""
         adapter = self.adapter or next(a for a, k in ADAPTERS.items() if k == kind)
-        if ADAPTERS[adapter] != kind:
+        if ADAPTERS[adapter] not in (None, kind):
             fitting = next(a for a, k in ADAPTERS.items() if k == kind)
             raise ConfigError(f"udatasets: adapter {adapter!r} makes {ADAPTERS[adapter]} records, but this "
                               f"is a {kind} dataset; set the dataset's adapter to {fitting!r} in pipeline.yaml")
         return adapter
 
+    def make_adapter(self, kind: str, dataset: str) -> Adapter:
+        """The adapter function for `kind`, bound to this dataset's keys (or the user's function)."""
+        name = self.adapter_for(kind)
+        if name == "custom":
+            key = f"data.{kind}.{dataset}.adapter_function in pipeline.yaml"
+            return custom_adapter(self.adapter_function, kind, key)
+        return builtin_adapter(name, text_key=self.text_key, prompt_key=self.prompt_key,
+                               response_key=self.response_key)

@@ -132,12 +132,12 @@ def test_copy_raw_data_reports_every_problem_at_once(tmp_path):
     (tmp_path / "x").mkdir()
     (tmp_path / "x/a.jsonl").write_text("")
     (tmp_path / "a.jsonl").write_text("")
-    (tmp_path / "notes.txt").write_text("")
+    (tmp_path / "notes.md").write_text("")
     with pytest.raises(StageError) as err:
-        copy_raw_data([tmp_path / "a.jsonl", tmp_path / "x/a.jsonl", tmp_path / "notes.txt",
+        copy_raw_data([tmp_path / "a.jsonl", tmp_path / "x/a.jsonl", tmp_path / "notes.md",
                        tmp_path / "gone.jsonl"], tmp_path / "raw")
     message = str(err.value)
-    assert "same file name" in message and "notes.txt is not a .jsonl" in message
+    assert "same file name" in message and "notes.md is not a data file" in message
     assert "gone.jsonl does not exist" in message
     assert not (tmp_path / "raw").exists()
 

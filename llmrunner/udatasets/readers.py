@@ -1,0 +1,150 @@
+"""Readers: one raw file of any supported format -> a stream of raw items, one per record.
+
+Every format yields the same `RawItem`, so the rest of udatasets never looks at file formats. A bad
+record becomes an item with a reject reason and the stream goes on; only a file that cannot be read
+at all (a damaged archive, a .json that is not JSON) is a StageError naming it.
+"""
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+from llmrunner.errors import StageError
+from llmrunner.jsonl import DATA_SUFFIXES, iter_lines, open_binary
+from llmrunner.udatasets.json_stream import STRICT_JSON, iter_json_array
+
+RAW_SUFFIXES = DATA_SUFFIXES + (".json", ".parquet", ".csv", ".txt")
+TXT_MODES = ("document", "paragraphs")
+BLANK = "blank"  # not a record (an empty line of JSON Lines): counted apart, never rejected
+PARQUET_BATCH_ROWS = 1024
+
+
+class RawItem(NamedTuple):
+    number: int
+    """1-based: the line (jsonl, csv), the record index (json, parquet) or the paragraph (txt)."""
+    raw: str
+    """The record as found, for the rejects file (csv / parquet rows: as a JSON object)."""
+    record: dict | None
+    """The parsed object, or None when `reason` says why it is unusable."""
+    reason: str | None = None
+
+
+def _invalid_utf8(number: int, raw: str) -> RawItem | None:
+    """A reject when `raw` (decoded with surrogateescape) held undecodable bytes; they show as `\\xNN`."""
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError:
+        visible = raw.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        return RawItem(number, visible, None, "invalid_utf8")
+    return None
+
+
+def _object_item(number: int, raw: str, value: object) -> RawItem:
+    if not isinstance(value, dict):
+        return RawItem(number, raw, None, "not_an_object")
+    return RawItem(number, raw, value)
+
+
+def read_jsonl(path: Path) -> Iterator[RawItem]:
+    for line in iter_lines(path):
+        if not line.text.strip():
+            yield RawItem(line.number, line.text, None, BLANK)
+        elif not line.valid_utf8:
+            yield RawItem(line.number, line.text, None, "invalid_utf8")
+        else:
+            try:
+                value = STRICT_JSON.decode(line.text)
+            except (ValueError, RecursionError):  # ValueError covers JSONDecodeError and over-long integers
+                yield RawItem(line.number, line.text, None, "invalid_json")
+                continue
+            yield _object_item(line.number, line.text, value)
+
+
+def read_json(path: Path) -> Iterator[RawItem]:
+    for index, raw, value in iter_json_array(path):
+        yield _invalid_utf8(index, raw) or _object_item(index, raw, value)
+
+
+def read_csv(path: Path) -> Iterator[RawItem]:
+    # The default limit (128 KiB per field) would end the file at the first long document.
+    csv.field_size_limit(sys.maxsize)
+    # surrogateescape keeps undecodable bytes in the row, so that one row is rejected, not the file;
+    # utf-8-sig drops the byte-order mark that spreadsheet exports put before the first column name.
+    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as stream:
+        reader = csv.DictReader(stream)
+        try:
+            reader.fieldnames  # reads the header, so that line_num is where the first row starts
+            first_line = reader.line_num + 1
+            for row in reader:
+                number, first_line = first_line, reader.line_num + 1  # a quoted field may span lines
+                raw = json.dumps(row, ensure_ascii=False)  # a None key / value still dumps: "null"
+                if bad := _invalid_utf8(number, raw):
+                    yield bad
+                elif None in row or None in row.values():  # more / fewer fields than the header
+                    yield RawItem(number, raw, None, "csv_field_count")
+                else:
+                    yield RawItem(number, raw, row)
+        except csv.Error as err:
+            raise StageError(f"{path}, line {reader.line_num}: not readable as CSV ({err}); fix the file") from err
+
+
+def read_parquet(path: Path) -> Iterator[RawItem]:
+    import pyarrow  # only for parquet inputs
+    import pyarrow.parquet as pq
+
+    number = 0
+    try:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=PARQUET_BATCH_ROWS):
+            for row in batch.to_pylist():
+                number += 1
+                yield RawItem(number, json.dumps(row, ensure_ascii=False, default=str), row)
+    except (pyarrow.ArrowException, OSError) as err:
+        raise StageError(f"{path} is not a readable parquet file (read {number} rows: {err}); "
+                         f"re-create or re-download it") from err
+
+
+def read_txt(path: Path, mode: str) -> Iterator[RawItem]:
+    """`document`: the whole file is one record; `paragraphs`: each blank-line separated block is one."""
+    if mode == "document":
+        with open_binary(path) as stream:
+            yield _text_item(1, stream.read())
+        return
+    paragraph: list[bytes] = []
+    number = 0
+    with open_binary(path) as stream:
+        for line in itertools.chain(stream, [b""]):  # the final b"" closes the last paragraph
+            if line.strip():
+                paragraph.append(line)
+            elif paragraph:
+                number += 1
+                yield _text_item(number, b"".join(paragraph).rstrip(b"\r\n"))
+                paragraph = []
+
+
+def _text_item(number: int, data: bytes) -> RawItem:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return RawItem(number, data.decode("utf-8", errors="backslashreplace"), None, "invalid_utf8")
+    return RawItem(number, text, {"text": text})
+
+
+def iter_raw(path: Path, txt_mode: str = "document") -> Iterator[RawItem]:
+    """The raw items of one file, by the format its name ends in."""
+    name = path.name
+    if name.endswith(DATA_SUFFIXES):
+        return read_jsonl(path)
+    if name.endswith(".json"):
+        return read_json(path)
+    if name.endswith(".csv"):
+        return read_csv(path)
+    if name.endswith(".parquet"):
+        return read_parquet(path)
+    if name.endswith(".txt"):
+        return read_txt(path, txt_mode)
+    raise StageError(f"{path}: not a raw data file (formats: {', '.join(RAW_SUFFIXES)})")

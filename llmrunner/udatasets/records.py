@@ -1,0 +1,35 @@
+"""What the later steps of udatasets need to know about a unified record: its content and its dedup key.
+
+Unified schema: CPT `{"text": str, ...meta}`; SFT `{"messages": [{"role", "content"}, ...], ...meta}`.
+"""
+from __future__ import annotations
+
+import json
+import unicodedata
+
+
+def dedup_key(record: dict) -> str:
+    """What two records must share to be exact duplicates: the normalised text (SFT: each turn's
+    role and normalised content, JSON-encoded so that no content can imitate a turn boundary)."""
+    if "messages" in record:
+        return json.dumps([[m["role"], normalise(m["content"])] for m in record["messages"]], ensure_ascii=False)
+    return normalise(record["text"])
+
+
+def content_chars(record: dict) -> int:
+    """Characters of content: the text (CPT) or the sum over message contents (SFT)."""
+    if "messages" in record:
+        return sum(len(m["content"]) for m in record["messages"])
+    return len(record["text"])
+
+
+def is_blank(record: dict) -> bool:
+    """No content but whitespace (SFT: in every turn)."""
+    if "messages" in record:
+        return not any(m["content"].strip() for m in record["messages"])
+    return not record["text"].strip()
+
+
+def normalise(text: str) -> str:
+    """NFC, and every run of whitespace collapsed to one space (ends stripped): the exact-dedup key."""
+    return " ".join(unicodedata.normalize("NFC", text).split())

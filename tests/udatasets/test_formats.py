@@ -1,0 +1,189 @@
+"""Every input format through the whole step: bad records of each kind are rejected with their
+position in the file, big records pass, and input = kept + rejected + duplicates every time."""
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import zstandard
+
+from llmrunner.errors import StageError
+from llmrunner.udatasets.__main__ import main
+from llmrunner.udatasets.adapters import builtin_adapter
+from llmrunner.udatasets.core import clean_documents
+
+BIG = "word " * 1_000_000  # a 5 MB record
+
+
+def clean(tmp_path: Path, inputs: list[Path], adapter: str = "text", **options) -> tuple[dict, list, list]:
+    """Run the step; check the accounting identity; return (stats, kept records, rejects)."""
+    out = tmp_path / "out" / "d.jsonl"
+    keys = {k: options.pop(k) for k in ("text_key", "prompt_key", "response_key") if k in options}
+    stats = clean_documents(inputs, out, adapter=builtin_adapter(adapter, **keys), **options)
+    assert stats["input"] == stats["kept"] + sum(stats["rejected"].values()) + sum(stats["duplicates"].values())
+    read = [[json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+            for path in (out, out.with_name("d.rejects.jsonl"))]
+    assert len(read[0]) == stats["kept"] and len(read[1]) == sum(stats["rejected"].values())
+    return stats, read[0], read[1]
+
+
+def positions(rejects: list[dict]) -> list[tuple[int, str]]:
+    return [(r["line"], r["reason"]) for r in rejects]
+
+
+JSONL_LINES = [
+    b'{"text": "good one"}',          # 1 kept
+    b'{"text": "broken',              # 2 invalid_json
+    b'{"text": "bad \xff byte"}',     # 3 invalid_utf8
+    b'{"text": "raw \x00 NUL"}',      # 4 invalid_json: JSON forbids raw control characters in strings
+    b'{"text": "escaped \\u0000 NUL"}',  # 5 kept (removing control characters is the cleaning's job)
+    b'"just a string"',               # 6 not_an_object
+    b'{"body": "no text"}',           # 7 missing_text
+    b'{"text": 7}',                   # 8 text_not_a_string
+    json.dumps({"text": BIG}).encode(),  # 9 kept
+    b'{"text": "good one"}',          # 10 duplicate
+]
+JSONL_REJECTS = [(2, "invalid_json"), (3, "invalid_utf8"), (4, "invalid_json"), (6, "not_an_object"),
+                 (7, "missing_text"), (8, "text_not_a_string")]
+
+
+@pytest.mark.parametrize("name, compress", [
+    ("d.jsonl", lambda b: b),
+    ("d.jsonl.gz", lambda b: gzip.compress(b, mtime=0)),
+    ("d.jsonl.zst", lambda b: zstandard.ZstdCompressor().compress(b)),
+])
+def test_jsonl_plain_gzip_zstd(tmp_path, name, compress):
+    path = tmp_path / name
+    path.write_bytes(compress(b"\n".join(JSONL_LINES) + b"\n"))
+    stats, kept, rejects = clean(tmp_path, [path])
+    assert positions(rejects) == JSONL_REJECTS
+    assert stats["kept"] == 3 and stats["duplicates"] == {"exact": 1} and kept[2]["text"] == BIG
+
+
+def test_damaged_zstd_is_a_stage_error_naming_the_file(tmp_path):
+    path = tmp_path / "cut.jsonl.zst"
+    path.write_bytes(zstandard.ZstdCompressor().compress(b'{"text": "a"}\n' * 1000)[:-5] + b"\x00" * 9)
+    with pytest.raises(StageError, match="cut.jsonl.zst is a damaged zstd file"):
+        clean(tmp_path, [path])
+
+
+JSON_ELEMENTS = [
+    b'{"text": "good one"}',           # 1 kept
+    b'{"text": "bad \xff byte"}',      # 2 invalid_utf8
+    b'{"text": "escaped \\u0000 NUL"}',  # 3 kept
+    b'[1, 2]',                          # 4 not_an_object
+    b'{"body": "no text"}',            # 5 missing_text
+    b'{"text": null}',                 # 6 text_not_a_string
+    json.dumps({"text": BIG}).encode(),  # 7 kept (longer than the read chunk)
+    b'{"text": "good  one"}',          # 8 duplicate
+    b'12345',                           # 9 not_an_object (a number at the end of a chunk)
+]
+
+
+@pytest.mark.parametrize("wrap", [lambda b: b"[" + b, lambda b: b'{"rows": [' + b + b"}"])
+def test_json_array_or_object_holding_one_list(tmp_path, wrap):
+    path = tmp_path / "d.json"
+    path.write_bytes(wrap(b",\n ".join(JSON_ELEMENTS) + b"]\n"))
+    stats, kept, rejects = clean(tmp_path, [path])
+    assert positions(rejects) == [(2, "invalid_utf8"), (4, "not_an_object"), (5, "missing_text"),
+                                  (6, "text_not_a_string"), (9, "not_an_object")]
+    assert rejects[0]["raw"] == '{"text": "bad \\xff byte"}'
+    assert stats["kept"] == 3 and stats["duplicates"] == {"exact": 1} and kept[2]["text"] == BIG
+
+
+@pytest.mark.parametrize("content, problem", [
+    (b'[{"text": "a"}, {"text": "b}]', "invalid JSON"),
+    (b'[{"text": "a"} {"text": "b"}]', "expected one of ',]'"),
+    (b'{"rows": [], "more": []}', "exactly one list"),
+    (b'"text"', "expected one of '\\[{'"),
+    (b'[{"text": "a"}] []', "extra data"),
+])
+def test_json_that_is_not_json_is_a_stage_error_naming_the_file(tmp_path, content, problem):
+    path = tmp_path / "broken.json"
+    path.write_bytes(content)
+    with pytest.raises(StageError, match=f"broken.json is not a JSON array.*{problem}"):
+        clean(tmp_path, [path])
+
+
+def test_csv_rows_with_the_line_each_starts_on(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_bytes(b"".join([
+        b"\xef\xbb\xbfid,body\r\n",                 # a byte-order mark, as spreadsheets write it
+        b'1,"first ""quoted"" doc"\r\n',            # line 2 kept
+        b'2,"spans\r\ntwo lines"\r\n',              # line 3 kept
+        b"3,bad \xff byte\r\n",                    # line 5 invalid_utf8
+        b"4,raw \x00 NUL\r\n",                     # line 6 kept (cleaning decides about control characters)
+        b"5\r\n",                                  # line 7 csv_field_count (too few)
+        b"6,a,b\r\n",                              # line 8 csv_field_count (too many)
+        b"7,\r\n",                                 # line 9 empty
+        f"8,{BIG}\r\n".encode(),                   # line 10 kept: far over csv's 128 KiB default field limit
+        b"9,first \"quoted\" doc\r\n",             # line 11 duplicate of line 2 (quotes mid-field are text)
+        b'10,"first ""quoted""  doc"\r\n',         # line 12 duplicate of line 2
+    ]))
+    stats, kept, rejects = clean(tmp_path, [path], text_key="body")
+    assert positions(rejects) == [(5, "invalid_utf8"), (7, "csv_field_count"), (8, "csv_field_count"),
+                                  (9, "empty")]
+    assert rejects[0]["raw"] == '{"id": "3", "body": "bad \\xff byte"}'
+    assert kept[0] == {"text": 'first "quoted" doc', "id": "1"} and kept[1]["text"] == "spans\r\ntwo lines"
+    assert stats["kept"] == 4 and stats["duplicates"] == {"exact": 2} and kept[3]["text"] == BIG
+    duplicates = (tmp_path / "out" / "d.duplicates.jsonl").read_text().splitlines()
+    assert [(d["line"], d["duplicate_of"]["line"]) for d in map(json.loads, duplicates)] == [(11, 2), (12, 2)]
+
+
+def test_parquet_streams_rows_and_keeps_metadata(tmp_path):
+    path = tmp_path / "d.parquet"
+    table = pa.table({"text": ["good", None, "NUL \x00 inside", BIG, "good"],
+                      "score": [1.0, 2.0, 3.0, float("nan"), 5.0],
+                      "day": pa.array([19000] * 5, pa.int32()).cast(pa.date32())})
+    pq.write_table(table, path, row_group_size=2)
+    stats, kept, rejects = clean(tmp_path, [path])
+    assert positions(rejects) == [(2, "text_not_a_string"), (4, "not_json_serialisable")]
+    assert kept[0] == {"text": "good", "score": 1.0, "day": "2022-01-08"}  # a date becomes its ISO string
+    assert stats["kept"] == 2 and stats["duplicates"] == {"exact": 1}
+
+
+def test_parquet_that_cannot_be_read_is_a_stage_error(tmp_path):
+    path = tmp_path / "bad.parquet"
+    path.write_bytes(b"PAR1 not really")
+    with pytest.raises(StageError, match="bad.parquet is not a readable parquet file"):
+        clean(tmp_path, [path])
+
+
+def test_txt_one_document_per_file(tmp_path):
+    (tmp_path / "a.txt").write_text("First document.\n\nStill the first.\n")
+    (tmp_path / "b.txt").write_bytes(b"bad \xff byte")
+    (tmp_path / "c.txt").write_text("")
+    (tmp_path / "d.txt").write_text(BIG)
+    stats, kept, rejects = clean(tmp_path, sorted(tmp_path.glob("*.txt")))
+    assert [(r["file"], r["line"], r["reason"]) for r in rejects] == [("b.txt", 1, "invalid_utf8"),
+                                                                     ("c.txt", 1, "empty")]
+    assert kept[0] == {"text": "First document.\n\nStill the first.\n"} and kept[1]["text"] == BIG
+
+
+def test_txt_paragraphs_numbered_from_one(tmp_path):
+    path = tmp_path / "p.txt"
+    path.write_bytes(b"One, line one.\nOne, line two.\n\n\n  \nTwo \xff.\n\n" + BIG.encode()
+                     + b"\n\nOne,  line one.\r\nOne, line two.")
+    stats, kept, rejects = clean(tmp_path, [path], txt_mode="paragraphs")
+    assert positions(rejects) == [(2, "invalid_utf8")]
+    assert kept[0] == {"text": "One, line one.\nOne, line two."} and kept[1]["text"] == BIG.rstrip("\n")
+    assert stats["input"] == 4 and stats["duplicates"] == {"exact": 1}
+
+
+def test_cli_reads_a_folder_of_mixed_formats_in_name_order(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "a.csv").write_text("prompt,response\nHi?,Hello.\n")
+    (raw / "b.json").write_text(json.dumps([{"prompt": "Sum?", "response": "3"}]))
+    (raw / "c.jsonl").write_text(json.dumps({"prompt": "Hi?", "response": "Hello."}) + "\n")
+    (raw / "notes.md").write_text("not data")
+    out = tmp_path / "processed" / "sft" / "chat.jsonl"
+    main(["--kind", "sft", "--input", str(raw), "--out", str(out),
+          "--settings", json.dumps({"adapter": "prompt_response"})])
+    stats = json.loads(out.with_name("chat.stats.json").read_text())
+    assert stats["files"] == ["a.csv", "b.json", "c.jsonl"]
+    assert (stats["input"], stats["kept"], stats["duplicates"]) == (3, 2, {"exact": 1})
