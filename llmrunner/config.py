@@ -320,7 +320,10 @@ class RunConfig:
         return [path]
 
     def threads(self, exp: str, step: str) -> int:
-        return int(self.experiments[exp].steps[step].get("threads", 1))
+        """The job's CPU threads: the step's `threads` per process, times its processes (training
+        with nproc_per_node > 1 runs itself under torchrun)."""
+        settings = self.experiments[exp].steps[step]
+        return int(settings.get("threads", 1)) * int(settings.get("nproc_per_node", 1))
 
 
 def set_job_environment() -> None:

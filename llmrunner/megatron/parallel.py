@@ -35,7 +35,8 @@ def init_distributed(tensor_parallel: int = 1, pipeline_parallel: int = 1) -> Pa
     rank = int(os.environ.get("RANK", "0"))
     if world_size % (tensor_parallel * pipeline_parallel):
         raise StageError(f"world size {world_size} is not divisible by tensor_parallel {tensor_parallel} x "
-                         f"pipeline_parallel {pipeline_parallel}; change the settings or torchrun --nproc_per_node")
+                         f"pipeline_parallel {pipeline_parallel}; change `tensor_parallel` / `pipeline_parallel` or "
+                         "the number of processes (`nproc_per_node`, or torchrun --nproc_per_node)")
     if not torch.distributed.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         if torch.cuda.is_available():

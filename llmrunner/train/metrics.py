@@ -1,4 +1,5 @@
-"""`logs/metrics.jsonl` (one line per step, plus validation lines) and the progress log line."""
+"""`logs/metrics.jsonl` (one line per step, plus validation lines), the same scalars as TensorBoard
+event files in `logs/tensorboard/`, and the progress log line."""
 from __future__ import annotations
 
 import json
@@ -9,10 +10,11 @@ from pathlib import Path
 log = logging.getLogger("llmrunner.train")
 
 METRICS = Path("logs") / "metrics.jsonl"
+TENSORBOARD = Path("logs") / "tensorboard"
 
 
 class MetricsLog:
-    """Appends metric lines; on resume, first drops lines past the checkpoint being resumed."""
+    """Appends metric lines and events; on resume, first drops those past the checkpoint being resumed."""
 
     def __init__(self, save_dir: Path, resume_iteration: int, train_iters: int, log_interval: int) -> None:
         self.path = save_dir / METRICS
@@ -30,10 +32,24 @@ class MetricsLog:
             self.last_val_loss = record.get("val_loss", self.last_val_loss)
         self.train_iters, self.log_interval = train_iters, log_interval
         self.start_time, self.start_iteration = time.time(), resume_iteration
+        from torch.utils.tensorboard import SummaryWriter  # imports tensorboard: ~1 s, only on the logging rank
+
+        # A new event file per (re)start; purge_step tells TensorBoard to hide the older files' events
+        # from that step on (the steps the interrupted run did after its last checkpoint).
+        self.events = SummaryWriter(save_dir / TENSORBOARD,
+                                    purge_step=resume_iteration + 1 if resume_iteration else None)
 
     def _append(self, record: dict) -> None:
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
+        iteration = record["iteration"]
+        for name, value in record.items():
+            if name != "iteration":
+                self.events.add_scalar(name, value, iteration)
+        self.events.flush()  # on disk with its jsonl line: a kill loses neither more nor less than the jsonl
+
+    def close(self) -> None:
+        self.events.close()
 
     def step(self, iteration: int, loss: float, lr: float, grad_norm: float, tokens_per_s: float) -> None:
         """Record one optimizer step; print a progress line every log_interval steps."""

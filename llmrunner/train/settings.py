@@ -84,14 +84,18 @@ class TrainSettings:
     precision: str = "fp32"
     """fp32, or bf16 (bf16 weights with fp32 master weights; needs a GPU)."""
 
+    nproc_per_node: int = 1
+    """Training processes on the node (GPUs per node on a cluster); above 1 the entry point runs itself
+    under torchrun. The data-parallel size is nproc_per_node / (tensor_parallel x pipeline_parallel)."""
+
     tensor_parallel: int = 1
-    """Tensor-parallel size (with torchrun; the world size must be a multiple of tp x pp)."""
+    """Tensor-parallel size (the number of processes must be a multiple of tp x pp)."""
 
     pipeline_parallel: int = 1
     """Pipeline-parallel size."""
 
     threads: int = 2
-    """CPU threads for torch (`torch.set_num_threads`); does not change the result's identity."""
+    """CPU threads for torch (`torch.set_num_threads`) in each process; does not change the result's identity."""
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainSettings:
@@ -104,7 +108,7 @@ class TrainSettings:
     def __post_init__(self) -> None:
         problems = []
         positive = ("train_iters", "seq_length", "micro_batch_size", "global_batch_size", "save_interval",
-                    "log_interval", "tensor_parallel", "pipeline_parallel", "threads")
+                    "log_interval", "nproc_per_node", "tensor_parallel", "pipeline_parallel", "threads")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

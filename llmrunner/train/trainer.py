@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import time
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from llmrunner.train import data, run_state
 from llmrunner.train.metrics import MetricsLog
 from llmrunner.train.settings import TrainSettings
 from llmrunner.train.steps import build_model_and_optimizer, eval_step, mean_loss, train_step
+from llmrunner.train.stop import StopRequest
 
 log = logging.getLogger("llmrunner.train")
 
@@ -78,8 +80,11 @@ def _validate(model, valid, s: TrainSettings, info: parallel.ParallelInfo, num_m
 
 
 def run_training(kind: str, init_dir: Path, prefixes: list[str], save_dir: Path, done_path: Path,
-                 s: TrainSettings) -> dict:
-    """Train to s.train_iters, saving to save_dir; write done_path last. Returns its content."""
+                 s: TrainSettings, stop: StopRequest) -> dict:
+    """Train to s.train_iters, saving to save_dir; write done_path last. Returns its content.
+
+    When `stop` is set (a scheduler's signal), save after the current step and exit non-zero.
+    """
     if kind not in KINDS:
         raise StageError(f"unknown training kind {kind!r}; use one of {KINDS}")
     torch.set_num_threads(s.threads)
@@ -129,16 +134,24 @@ def run_training(kind: str, init_dir: Path, prefixes: list[str], save_dir: Path,
             val_loss = _validate(model, valid, s, info, num_micro)
             if metrics:
                 metrics.validation(iteration, val_loss)
-        if iteration % s.save_interval == 0 or iteration == s.train_iters:
+        stop_signal = stop.agreed()
+        if iteration % s.save_interval == 0 or iteration == s.train_iters or stop_signal:
             checkpoint.save_checkpoint(save_dir, iteration, shape, model, optimizer,
                                        state={"opt_param_scheduler": scheduler.state_dict(),
                                               "consumed_train_samples": iteration * s.global_batch_size},
                                        keep_last=s.keep_last or None)
+        if stop_signal and iteration < s.train_iters:
+            if metrics:
+                metrics.close()
+            log.warning("stopped at iteration %d/%d with a checkpoint (%s); rerun to resume", iteration,
+                        s.train_iters, signal.Signals(stop_signal).name)
+            raise SystemExit(128 + stop_signal)  # non-zero: the job is not complete
     done = {"kind": kind, "iteration": iteration,
             "loss": metrics.last_loss if metrics else None,
             "val_loss": metrics.last_val_loss if metrics else None,
             "checkpoint": str(checkpoint.iteration_dir(save_dir, iteration)), "save_dir": str(save_dir)}
     if metrics:
+        metrics.close()
         done_path.parent.mkdir(parents=True, exist_ok=True)
         done_path.write_text(json.dumps(done, indent=2) + "\n")
         log.info("%s training complete: iteration %d, loss %s -> %s", kind, iteration, done["loss"], done_path)

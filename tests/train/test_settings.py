@@ -36,3 +36,9 @@ def test_threads_do_not_change_the_fingerprint() -> None:
     a, b = TrainSettings.from_dict({"threads": 1}), TrainSettings.from_dict({"threads": 8})
     assert a.fingerprint() == b.fingerprint()
     assert a.fingerprint() != TrainSettings.from_dict({"lr": 5e-4}).fingerprint()
+
+
+def test_process_counts_must_be_positive() -> None:
+    with pytest.raises(ConfigError) as err:
+        TrainSettings.from_dict({"nproc_per_node": 0, "tensor_parallel": 0})
+    assert "`nproc_per_node` must be a positive integer" in str(err.value) and "`tensor_parallel`" in str(err.value)

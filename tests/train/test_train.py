@@ -22,6 +22,61 @@ def metrics(save: Path) -> list[dict]:
     return [json.loads(line) for line in (save / "logs" / "metrics.jsonl").read_text().splitlines()]
 
 
+def tensorboard_scalars(save: Path) -> dict[str, list[tuple[int, float]]]:
+    """{tag: [(step, value)]} as TensorBoard shows them (events hidden by a restart's purge left out)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(save / "logs" / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def jsonl_scalars(save: Path) -> dict[str, list[tuple[int, float]]]:
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    for record in metrics(save):
+        for tag, value in record.items():
+            if tag != "iteration":
+                scalars.setdefault(tag, []).append((record["iteration"], value))
+    return scalars
+
+
+def assert_same_scalars(tensorboard: dict, jsonl: dict, skip: tuple[str, ...] = ()) -> None:
+    assert set(tensorboard) == set(jsonl) == {"loss", "lr", "grad_norm", "tokens_per_s", "val_loss"}
+    for tag in set(jsonl) - set(skip):
+        assert [step for step, _ in tensorboard[tag]] == [step for step, _ in jsonl[tag]], tag
+        # event files hold float32
+        assert [v for _, v in tensorboard[tag]] == pytest.approx([v for _, v in jsonl[tag]], rel=1e-6), tag
+
+
+def start_training(init: Path, data: Path, save: Path) -> subprocess.Popen:
+    """The CPT_SETTINGS run in the background, in its own session (a kill of the group takes the
+    checkpoint writer's helpers too, as a scheduler's does)."""
+    cmd = [sys.executable, "-m", "llmrunner.train", "cpt", "--init", str(init), "--data", str(data),
+           "--save", str(save), "--done", str(save / "complete.json"), "--settings", json.dumps(CPT_SETTINGS)]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+
+def wait_for(path: Path, proc: subprocess.Popen, nonempty: bool = False) -> None:
+    deadline = time.time() + 300
+    while not (path.exists() and (not nonempty or path.stat().st_size)) and proc.poll() is None \
+            and time.time() < deadline:
+        time.sleep(0.01)
+
+
+def assert_same_run(reference: Path, save: Path) -> None:
+    """Bit-identical final checkpoint, metrics and TensorBoard curves (tokens/s aside)."""
+    expected, got = final_state(reference), final_state(save)
+    assert set(expected) == set(got)
+    for key, value in expected.items():
+        if torch.is_tensor(value):
+            assert torch.equal(value, got[key]), key
+    strip = [{k: v for k, v in m.items() if k != "tokens_per_s"} for m in metrics(save)]
+    assert strip == [{k: v for k, v in m.items() if k != "tokens_per_s"} for m in metrics(reference)]
+    # the stopped run's events past its checkpoint are hidden: each step once, with the resumed values
+    assert_same_scalars(tensorboard_scalars(save), jsonl_scalars(reference), skip=("tokens_per_s",))
+
+
 def final_state(save: Path) -> dict:
     """Model, optimizer and RNG tensors of the latest checkpoint, read without megatron."""
     from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
@@ -51,6 +106,10 @@ def test_cpt_loss_falls(cpt_run: Path) -> None:
     assert validation[-1]["val_loss"] < validation[0]["val_loss"]
 
 
+def test_tensorboard_events_hold_the_metrics(cpt_run: Path) -> None:
+    assert_same_scalars(tensorboard_scalars(cpt_run), jsonl_scalars(cpt_run))
+
+
 def test_cpt_writes_the_checkpoint_contract(cpt_run: Path, init_ckpt: Path) -> None:
     done = json.loads((cpt_run / "complete.json").read_text())
     assert done["iteration"] == 30 and done["kind"] == "cpt" and done["checkpoint"].endswith("iter_0000030")
@@ -64,14 +123,8 @@ def test_cpt_writes_the_checkpoint_contract(cpt_run: Path, init_ckpt: Path) -> N
 def test_resume_after_a_crash_gives_identical_weights(cpt_run: Path, init_ckpt: Path, cpt_data: Path,
                                                       tmp_path: Path) -> None:
     save = tmp_path / "ckpt"
-    cmd = [sys.executable, "-m", "llmrunner.train", "cpt", "--init", str(init_ckpt), "--data", str(cpt_data),
-           "--save", str(save), "--done", str(save / "complete.json"), "--settings", json.dumps(CPT_SETTINGS)]
-    # Its own session, so the kill takes the whole job (with checkpoint writer helpers), as a scheduler does.
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    deadline = time.time() + 300
-    while not (save / "latest_checkpointed_iteration.txt").exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
+    proc = start_training(init_ckpt, cpt_data, save)
+    wait_for(save / "latest_checkpointed_iteration.txt", proc)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     stopped_at = int((save / "latest_checkpointed_iteration.txt").read_text())
@@ -79,13 +132,23 @@ def test_resume_after_a_crash_gives_identical_weights(cpt_run: Path, init_ckpt: 
 
     result = train("cpt", init_ckpt, [cpt_data], save, {**CPT_SETTINGS, "threads": 1})  # threads: not identity
     assert f"resuming {save} from iteration {stopped_at}" in result.stderr
-    reference, resumed = final_state(cpt_run), final_state(save)
-    assert set(reference) == set(resumed)
-    for key, value in reference.items():
-        if torch.is_tensor(value):
-            assert torch.equal(value, resumed[key]), key
-    strip = [{k: v for k, v in m.items() if k != "tokens_per_s"} for m in metrics(save)]
-    assert strip == [{k: v for k, v in m.items() if k != "tokens_per_s"} for m in metrics(cpt_run)]
+    assert_same_run(cpt_run, save)
+
+
+def test_wall_time_signal_saves_and_exits_for_a_rerun(cpt_run: Path, init_ckpt: Path, cpt_data: Path,
+                                                      tmp_path: Path) -> None:
+    save = tmp_path / "ckpt"
+    proc = start_training(init_ckpt, cpt_data, save)
+    wait_for(save / "logs" / "metrics.jsonl", proc, nonempty=True)  # the first step is logged
+    proc.send_signal(signal.SIGUSR2)  # what SLURM's --signal=B:SIGUSR2@<s> sends ahead of the limit
+    assert proc.wait(timeout=300) == 128 + signal.SIGUSR2, "the run must exit non-zero to stay incomplete"
+    stopped_at = int((save / "latest_checkpointed_iteration.txt").read_text())
+    assert 1 <= stopped_at < 30 and not (save / "complete.json").exists()
+    assert (save / f"iter_{stopped_at:07d}").is_dir() and metrics(save)[-1]["iteration"] == stopped_at
+
+    result = train("cpt", init_ckpt, [cpt_data], save, CPT_SETTINGS)
+    assert f"resuming {save} from iteration {stopped_at}" in result.stderr
+    assert_same_run(cpt_run, save)
 
 
 def test_changed_settings_start_fresh_and_same_settings_resume(cpt_run: Path, init_ckpt: Path, cpt_data: Path,
@@ -126,16 +189,18 @@ def test_sft_learns_only_the_targets(init_ckpt: Path, sft_data: Path, tmp_path: 
     assert json.loads((save / "complete.json").read_text())["kind"] == "sft"
 
 
-def test_tensor_parallel_run_matches_the_single_process_curve(cpt_run: Path, init_ckpt: Path, cpt_data: Path,
-                                                              tmp_path: Path) -> None:
-    save = tmp_path / "tp2"
+@pytest.mark.parametrize("layout", [{"tensor_parallel": 2}, {}], ids=["tp2", "dp2"])
+def test_two_process_run_matches_the_single_process_curve(layout: dict, cpt_run: Path, init_ckpt: Path,
+                                                          cpt_data: Path, tmp_path: Path) -> None:
+    # nproc_per_node 2: the plain entry point runs itself under torchrun (gloo); without tensor
+    # parallelism both processes are data-parallel ranks, each taking half of the same global batch.
     # Saving and validation do not change the curve; fewer of them keep the test short.
-    settings = {**CPT_SETTINGS, "tensor_parallel": 2, "threads": 1, "save_interval": 30, "eval_interval": 0}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "llmrunner.train", "cpt", "--init", str(init_ckpt), "--data", str(cpt_data), "--save", str(save),
-           "--done", str(save / "complete.json"), "--settings", json.dumps(settings)]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    assert result.returncode == 0, result.stderr[-4000:]
+    settings = {**CPT_SETTINGS, **layout, "nproc_per_node": 2, "threads": 1, "save_interval": 30,
+                "eval_interval": 0}
+    save = tmp_path / "ckpt"
+    result = train("cpt", init_ckpt, [cpt_data], save, settings)
+    data_parallel = 1 if layout else 2
+    assert f"2 process(es): tensor {3 - data_parallel} x pipeline 1 x data {data_parallel} parallel" in result.stderr
     single = [m["loss"] for m in metrics(cpt_run) if "loss" in m]
     split = [m["loss"] for m in metrics(save) if "loss" in m]
     assert split == pytest.approx(single, abs=1e-4)
