@@ -16,6 +16,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	# torch first, pinned: a plain `torch` requirement would pull a multi-GB CUDA build
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	# tests only: litellm ships DeepSeek's tokenizer.json (vocab 129,280), a large real vocabulary
+	# for the int32 .bin test; its own dependencies are not needed for that
+	$(PY) -m pip install -q --no-deps litellm==1.110.2
 	touch $@
 
 demo: install

@@ -15,6 +15,7 @@ import logging
 import os
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -120,6 +121,21 @@ def batched(items: Iterator, size: int) -> Iterator[list]:
         yield batch
 
 
+def encoded_ahead(batches: Iterator[list[str]], encode) -> Iterator[list]:
+    """The encodings of each batch, in order, while the next batch encodes in a thread: the Rust
+    encoder releases the GIL, so parsing the next batch and writing this one overlap it, as the
+    reference's main process overlaps its pool. At most three batches are held at a time."""
+    with ThreadPoolExecutor(1) as pool:
+        pending = None
+        for batch in batches:
+            following = pool.submit(encode, batch, add_special_tokens=True)
+            if pending is not None:
+                yield pending.result()
+            pending = following
+        if pending is not None:
+            yield pending.result()
+
+
 def tokenize_cpt(inputs: list[Path], tokenizer_dir: Path, out_prefix: Path, append_eod: bool = True) -> dict:
     """Write `<out_prefix>_text_document.{bin,idx}` and `<out_prefix>.stats.json`; return the stats."""
     tokenizer = load_tokenizer(tokenizer_dir)
@@ -135,8 +151,8 @@ def tokenize_cpt(inputs: list[Path], tokenizer_dir: Path, out_prefix: Path, appe
     documents = tokens = empty = 0
     texts = (text for _, text in iter_field(inputs, "text", str))
     with tqdm(desc="tokenize cpt", unit="doc", mininterval=5) as progress:
-        for batch in batched(texts, BATCH_DOCS):
-            for encoding in encode(batch, add_special_tokens=True):
+        for encodings in encoded_ahead(batched(texts, BATCH_DOCS), encode):
+            for encoding in encodings:
                 ids = encoding.ids
                 if ids and append_eod:
                     ids.append(eod)
@@ -144,7 +160,7 @@ def tokenize_cpt(inputs: list[Path], tokenizer_dir: Path, out_prefix: Path, appe
                 documents += 1
                 tokens += len(ids)
                 empty += not ids
-            progress.update(len(batch))
+            progress.update(len(encodings))
     finalize_builder(builder, out_prefix, "text_document")
     stats = {"documents": documents, "tokens": tokens, "empty": empty, "append_eod": append_eod,
              "eod_id": eod, "vocab_size": len(tokenizer), "dtype": np.dtype(dtype).name,

@@ -31,3 +31,21 @@ def big_vocab_tokenizer_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("bigtok")
     PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", unk_token="<unk>").save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def deepseek_tokenizer_dir(tmp_path_factory) -> Path:
+    """A real large vocabulary (DeepSeek's, 129,280) from the tokenizer.json litellm ships; litellm is
+    only located, never imported (install it with `pip install --no-deps litellm` for this test)."""
+    import importlib.util
+
+    from transformers import PreTrainedTokenizerFast
+
+    spec = importlib.util.find_spec("litellm")
+    if spec is None:
+        pytest.skip("litellm (which ships DeepSeek's tokenizer.json) is not installed")
+    path = Path(spec.submodule_search_locations[0]) / "litellm_core_utils" / "tokenizers" / "deepseek_tokenizer.json"
+    out = tmp_path_factory.mktemp("deepseek")
+    PreTrainedTokenizerFast(tokenizer_file=str(path), bos_token="<｜begin▁of▁sentence｜>",
+                            eos_token="<｜end▁of▁sentence｜>").save_pretrained(out)
+    return out

@@ -11,6 +11,7 @@ from llmrunner.errors import ConfigError, StageError
 from llmrunner.tokenize.__main__ import main
 from llmrunner.tokenize.core import index_dtype, indexed_dataset, load_tokenizer, tokenize_cpt
 from llmrunner.tokenize.settings import TokenizeCptSettings
+from tests.tokenize.reference_writer import write_reference
 
 DOCS = ["The quick brown fox.\nJumps over the lazy dog.", "", "def f(x):\n    return x * 2  # ünïcödé",
         "Another document, with numbers 12345."]
@@ -22,36 +23,69 @@ def write_docs(path: Path, texts: list[str]) -> Path:
     return path
 
 
-def megatron_reference(texts: list[str], tokenizer_dir: Path, prefix: Path) -> None:
-    """Megatron-LM tools/preprocess_data.py's loop for json_keys=[text], --append-eod, one worker."""
-    tok = load_tokenizer(tokenizer_dir)
-    module = indexed_dataset()
-    builder = module.IndexedDatasetBuilder(f"{prefix}_text_document.bin",
-                                           dtype=module.DType.optimal_dtype(len(tok)))
-    for text in texts:
-        doc_ids, sentence_lens = [], []
-        sentence_ids = tok(text)["input_ids"]
-        if len(sentence_ids) > 0:
-            doc_ids.extend(sentence_ids)
-            sentence_lens.append(len(sentence_ids))
-        if len(doc_ids) > 0:
-            doc_ids.append(tok.eos_token_id)
-            sentence_lens[-1] += 1
-        builder.add_document(doc_ids, sentence_lens)
-    builder.finalize(f"{prefix}_text_document.idx")
+def assert_identical(ours: Path, ref: Path) -> None:
+    for ext in ("bin", "idx"):
+        assert Path(f"{ours}_text_document.{ext}").read_bytes() == Path(f"{ref}_text_document.{ext}").read_bytes()
+
+
+# Everything except text spelling a special token must come out byte-identical to Megatron's.
+VARIED = DOCS + ["", "   ", "\n\n\t \n", " leading and trailing spaces  ", "tabs\tand\r\nCRLF\r\n",
+                 "日本語のテキスト、中文文本，한국어 텍스트", "emoji 🙂👍🏽 and ZWJ 👩‍👩‍👧",
+                 "e\u0301 vs \u00e9 (NFD/NFC)", "Ελληνικά кириллица עברית العربية",
+                 "\u00a0nbsp\u2009thin\u3000ideographic", "x" * 5000,
+                 " ".join(f"word{i}" for i in range(2000)), "<|im_start> not quite a special token <im_end|>"]
 
 
 def test_cpt_is_byte_identical_to_megatron_preprocess_data(tiny_tokenizer_dir, tmp_path):
     data = write_docs(tmp_path / "docs.jsonl", DOCS)
     stats = tokenize_cpt([data], tiny_tokenizer_dir, tmp_path / "ours")
-    megatron_reference(DOCS, tiny_tokenizer_dir, tmp_path / "ref")
-    for ext in ("bin", "idx"):
-        ours, ref = (tmp_path / f"{name}_text_document.{ext}" for name in ("ours", "ref"))
-        assert ours.read_bytes() == ref.read_bytes()
+    write_reference(data, tiny_tokenizer_dir, tmp_path / "ref")
+    assert_identical(tmp_path / "ours", tmp_path / "ref")
     tok = load_tokenizer(tiny_tokenizer_dir)
     assert stats["documents"] == 4 and stats["empty"] == 1 and stats["dtype"] == "uint16"
     assert stats["tokens"] == sum(len(tok(t)["input_ids"]) + 1 for t in DOCS if t)
     assert json.loads((tmp_path / "ours.stats.json").read_text()) == stats
+
+
+def test_byte_identical_on_varied_text_with_a_worker_pool(tiny_tokenizer_dir, tmp_path, monkeypatch):
+    """Unicode, whitespace-only and empty documents, long ones; the reference encodes in a pool of
+    2 workers as preprocess_data.py does (order kept by imap), ours in many small batches, each
+    encoding while the one before is written."""
+    from llmrunner.tokenize import core
+
+    monkeypatch.setattr(core, "BATCH_DOCS", 7)  # 8 batches, the last one partial
+    data = write_docs(tmp_path / "docs.jsonl", VARIED * 3)
+    stats = tokenize_cpt([data], tiny_tokenizer_dir, tmp_path / "ours")
+    write_reference(data, tiny_tokenizer_dir, tmp_path / "ref", workers=2)
+    assert_identical(tmp_path / "ours", tmp_path / "ref")
+    assert stats["documents"] == len(VARIED) * 3 and stats["empty"] == 2 * 3
+
+
+def test_byte_identical_with_a_real_large_vocabulary(deepseek_tokenizer_dir, tmp_path):
+    """DeepSeek's 129,280-token vocabulary: int32 .bin, and still identical."""
+    data = write_docs(tmp_path / "docs.jsonl", VARIED)
+    stats = tokenize_cpt([data], deepseek_tokenizer_dir, tmp_path / "ours")
+    write_reference(data, deepseek_tokenizer_dir, tmp_path / "ref")
+    assert_identical(tmp_path / "ours", tmp_path / "ref")
+    ds = indexed_dataset().IndexedDataset(str(tmp_path / "ours_text_document"))
+    assert stats["vocab_size"] == 129_280 and stats["dtype"] == "int32" and ds[0].dtype == np.int32
+    assert max(int(s.max()) for s in ds) >= 65_500  # ids a uint16 file could not hold
+
+
+def test_special_token_text_is_the_one_deliberate_difference(tiny_tokenizer_dir, tmp_path):
+    """Megatron turns text spelling `<|im_end|>` into that special token (id 2); ours keeps it literal.
+    The documents around it stay identical."""
+    tok = load_tokenizer(tiny_tokenizer_dir)
+    im_end = tok.convert_tokens_to_ids("<|im_end|>")
+    texts = ["before", "a <|im_end|> b", "after"]
+    data = write_docs(tmp_path / "docs.jsonl", texts)
+    tokenize_cpt([data], tiny_tokenizer_dir, tmp_path / "ours")
+    write_reference(data, tiny_tokenizer_dir, tmp_path / "ref")
+    ours = [s.tolist() for s in indexed_dataset().IndexedDataset(str(tmp_path / "ours_text_document"))]
+    ref = [s.tolist() for s in indexed_dataset().IndexedDataset(str(tmp_path / "ref_text_document"))]
+    assert ours[0] == ref[0] and ours[2] == ref[2]
+    assert im_end in ref[1] and im_end not in ours[1]
+    assert tok.decode(ours[1][:-1]) == tok.decode(ref[1][:-1]) == "a <|im_end|> b"
 
 
 def test_cpt_reads_back_as_tokenizer_ids_plus_eos(tiny_tokenizer_dir, tmp_path):
@@ -111,3 +145,4 @@ def test_cpt_settings():
         TokenizeCptSettings.from_dict({"append_eos": True})
     with pytest.raises(ConfigError, match="threads"):
         TokenizeCptSettings.from_dict({"threads": 0})
+

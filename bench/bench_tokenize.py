@@ -1,0 +1,186 @@
+"""Benchmark tokenize cpt against Megatron's reference writer and the raw `tokenizers` ceiling.
+
+    .venv/bin/python bench/bench_tokenize.py [--repeats 3] [--copies 4] [--workers 1 2]
+
+Every contender runs as its own process, timed from start to exit (start-up included), on the
+demo corpus and on it repeated --copies times, with each worker count. Runs are interleaved
+(repeat by repeat, the contenders' order rotating) because shared machines drift by ±20%
+between minutes: only figures from the same run compare. See bench/README.md.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import gzip
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO / "resources" / "demo" / "cpt.jsonl.gz"
+CONTENDERS = ("ours", "reference", "ceiling")
+CEILING_BATCH = 512  # documents per encode_batch call, as ours
+
+
+def ceiling(input_path: Path, tokenizer_json: Path, out: Path) -> None:
+    """The least any tokenize step must do: read, parse, encode_batch (Rust threads), write the ids."""
+    import numpy as np
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer_json))
+    eod = tok.token_to_id("<|endoftext|>")
+    with open(input_path, "rb") as lines, open(out, "wb") as sink:
+        batch: list[str] = []
+        for line in lines:
+            batch.append(json.loads(line)["text"])
+            if len(batch) == CEILING_BATCH:
+                write_ids(tok, batch, eod, sink, np)
+                batch = []
+        write_ids(tok, batch, eod, sink, np)
+
+
+def write_ids(tok, batch: list[str], eod: int, sink, np) -> None:
+    for encoding in tok.encode_batch_fast(batch):
+        np.array(encoding.ids + [eod], dtype=np.uint16).tofile(sink)
+
+
+def command(contender: str, data: Path, tokenizer: Path, out: Path, workers: int) -> list[str]:
+    if contender == "ours":
+        return [sys.executable, "-m", "llmrunner.tokenize", "cpt", "--input", str(data), "--tokenizer",
+                str(tokenizer), "--out-prefix", str(out), "--threads", str(workers)]
+    if contender == "reference":
+        return [sys.executable, str(REPO / "tests" / "tokenize" / "reference_writer.py"), "--input", str(data),
+                "--tokenizer", str(tokenizer), "--out-prefix", str(out), "--workers", str(workers)]
+    return [sys.executable, __file__, "ceiling", str(data), str(tokenizer / "tokenizer.json"), f"{out}.bin"]
+
+
+def measure(argv: list[str], workers: int) -> tuple[float, int]:
+    """(wall seconds, peak RSS in bytes summed over the process and its children, sampled every 50 ms)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAYON_NUM_THREADS": str(workers),
+           "TOKENIZERS_PARALLELISM": "true" if workers > 1 else "false", "PYTHONPATH": str(REPO)}
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    parent, peak = psutil.Process(proc.pid), 0
+    while proc.poll() is None:
+        try:
+            peak = max(peak, sum(p.memory_info().rss for p in [parent, *parent.children(recursive=True)]))
+        except psutil.Error:  # a process ended between listing and reading it
+            pass
+        time.sleep(0.05)
+    wall = time.perf_counter() - start
+    if proc.returncode:
+        raise SystemExit(f"{argv} failed:\n{proc.stderr.read().decode()[-3000:]}")
+    return wall, peak
+
+
+def prepare(work: Path, copies: int) -> tuple[Path, dict[str, Path]]:
+    """The demo tokenizer (as prepare builds it) and the demo corpus, plain and repeated."""
+    from llmrunner.prepare.tiny_model import DEMO_CORPUS, train_tokenizer
+
+    tokenizer = work / "tokenizer"
+    train_tokenizer(DEMO_CORPUS).save_pretrained(tokenizer)
+    demo = work / "demo.jsonl"
+    with gzip.open(CORPUS, "rb") as src, open(demo, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    repeated = work / f"demo_x{copies}.jsonl"
+    with open(repeated, "wb") as dst:
+        for _ in range(copies):
+            dst.write(demo.read_bytes())
+    return tokenizer, {"demo": demo, f"{copies}x": repeated}
+
+
+def environment() -> dict:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())
+    versions = {name: importlib.metadata.version(name)
+                for name in ("tokenizers", "transformers", "megatron-core", "torch", "numpy")}
+    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "host": socket.gethostname(), "cpu_count": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)),
+            "cpu_model": model, "python": platform.python_version(), "versions": versions}
+
+
+def run(repeats: int, copies: int, worker_counts: list[int]) -> dict:
+    with tempfile.TemporaryDirectory(prefix="bench_tokenize_") as tmp:
+        work = Path(tmp)
+        tokenizer, inputs = prepare(work, copies)
+        sizes = {name: {"bytes": path.stat().st_size, "docs": sum(1 for _ in open(path, "rb"))}
+                 for name, path in inputs.items()}
+        samples: dict[tuple[str, int, str], list[tuple[float, int]]] = {}
+        order = list(CONTENDERS)
+        for rep in range(repeats):
+            for size, data in inputs.items():
+                for workers in worker_counts:
+                    for contender in order:
+                        out = work / f"out_{contender}"
+                        wall, peak = measure(command(contender, data, tokenizer, out, workers), workers)
+                        samples.setdefault((size, workers, contender), []).append((wall, peak))
+                        print(f"  repeat {rep + 1}/{repeats} {size:>5} w={workers} {contender:<9} "
+                              f"{wall:6.1f} s {peak / 2**20:7.0f} MiB", flush=True)
+                    # the reference must agree with ours on this text (no special-token spellings in it)
+                    same = all(Path(f"{work}/out_ours_text_document.{e}").read_bytes()
+                               == Path(f"{work}/out_reference_text_document.{e}").read_bytes() for e in ("bin", "idx"))
+                    sizes[size]["identical_to_reference"] = same
+                    sizes[size]["tokens"] = json.loads((work / "out_ours.stats.json").read_text())["tokens"]
+            order = order[1:] + order[:1]  # rotate: no contender always runs first (cold caches) or last
+    rows = []
+    for (size, workers, contender), runs in samples.items():
+        wall = statistics.median(w for w, _ in runs)
+        rows.append({"input": size, "workers": workers, "contender": contender, "wall_s": wall,
+                     "walls_s": [w for w, _ in runs], "peak_rss_mib": max(p for _, p in runs) / 2**20,
+                     "docs_per_s": sizes[size]["docs"] / wall, "tokens_per_s": sizes[size]["tokens"] / wall,
+                     "mb_per_s": sizes[size]["bytes"] / 1e6 / wall})
+    for row in rows:
+        key = (row["input"], row["workers"])
+        peers = {r["contender"]: r["wall_s"] for r in rows if (r["input"], r["workers"]) == key}
+        row["speedup_vs_reference"] = peers["reference"] / row["wall_s"]
+        row["fraction_of_ceiling"] = peers["ceiling"] / row["wall_s"]
+    return {**environment(), "repeats": repeats, "inputs": sizes, "rows": rows}
+
+
+def print_table(result: dict) -> None:
+    print(f"\n{result['date']}  {result['host']}  {result['cpu_model']}  cpus {result['cpus_usable']}"
+          f"/{result['cpu_count']}  python {result['python']}  "
+          + "  ".join(f"{k} {v}" for k, v in result["versions"].items()))
+    for name, size in result["inputs"].items():
+        print(f"{name}: {size['bytes'] / 2**20:.1f} MiB, {size['docs']} docs, {size['tokens']} tokens, "
+              f"ours == reference: {size['identical_to_reference']}")
+    print(f"median of {result['repeats']} (wall time, start-up included)\n")
+    head = ("input", "workers", "contender", "wall s", "docs/s", "tokens/s", "MB/s", "peak RSS MiB", "× ref",
+            "of ceiling")
+    print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
+    for r in result["rows"]:
+        print(f"| {r['input']} | {r['workers']} | {r['contender']} | {r['wall_s']:.1f} | {r['docs_per_s']:,.0f} | "
+              f"{r['tokens_per_s']:,.0f} | {r['mb_per_s']:.2f} | {r['peak_rss_mib']:,.0f} | "
+              f"{r['speedup_vs_reference']:.2f} | {r['fraction_of_ceiling']:.0%} |")
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "ceiling":  # the ceiling contender's own process
+        ceiling(Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3, help="runs per contender; the table shows medians")
+    parser.add_argument("--copies", type=int, default=4, help="the larger input is the demo corpus this many times")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    args = parser.parse_args()
+    result = run(args.repeats, args.copies, args.workers)
+    print_table(result)
+    out = REPO / "bench" / "results" / f"{result['date'][:10]}_{result['host']}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"\n-> {out}")
+
+
+if __name__ == "__main__":
+    main()
