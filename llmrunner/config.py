@@ -42,6 +42,8 @@ STEP_FILES = {
     "eval": "8.eval.yaml",
 }
 STEPS = tuple(STEP_FILES)
+# Steps that share one schema (config/schemas/<name>.schema.json); the others use their own name.
+STEP_SCHEMAS = {"train_cpt": "train", "train_sft": "train", "hf2mg": "convert", "mg2hf": "convert"}
 KINDS = ("cpt", "sft")
 EVAL_STAGES = ("base", "cpt", "sft")
 # Keys kept out of a job's params: `threads` changes speed, not output (it becomes the rule's
@@ -258,7 +260,7 @@ def load_experiment(name: str, datapool: str) -> Experiment:
                                                             load_schema("pipeline"))}
     for step, file_name in STEP_FILES.items():
         path = config_dir / "steps" / file_name
-        raw[step] = (path, load_yaml(path) if path.exists() else {}, load_schema(step))
+        raw[step] = (path, load_yaml(path) if path.exists() else {}, load_schema(STEP_SCHEMAS.get(step, step)))
     for path, data, schema in raw.values():
         _fill_defaults(data, schema)
 
