@@ -10,10 +10,6 @@ from llmrunner.settings import is_int, settings_from_dict
 
 @dataclass(frozen=True)
 class EvalSettings:
-    stages: list[str] | None = None
-    """Which models the workflow evaluates (base, cpt, sft; null: base plus every trained stage that is on).
-    Read by the rules; one run of this entry point evaluates the one model it is given."""
-
     tasks: list[str] = field(default_factory=lambda: ["heldout_ppl", "wordnet_mc"])
     """Built-in local tasks to run: `heldout_ppl` (rolling log-likelihood on held-out text: word and
     byte perplexity, bits per byte) and `wordnet_mc` (4-way multiple choice: acc, acc_norm)."""
@@ -50,9 +46,6 @@ class EvalSettings:
                 problems.append(f"unknown task {task!r} in `tasks` (built-in tasks: {', '.join(TASK_DATA_KEY)})")
             elif not getattr(self, TASK_DATA_KEY[task]):
                 problems.append(f"task {task!r} needs `{TASK_DATA_KEY[task]}` (a JSONL file path)")
-        for stage in self.stages or []:
-            if stage not in ("base", "cpt", "sft"):
-                problems.append(f"unknown stage {stage!r} in `stages` (choose from base, cpt, sft)")
         for name in ("batch_size", "max_length", "threads"):
             if not (is_int(getattr(self, name)) and getattr(self, name) >= 1):
                 problems.append(f"`{name}` must be a positive integer, got {getattr(self, name)!r}")
