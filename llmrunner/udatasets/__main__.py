@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> None:
     dataset = args.out.name.removesuffix(".jsonl")  # the rule names the output after the dataset
     clean_documents(resolve_inputs(args.input, RAW_SUFFIXES), args.out,
                     adapter=settings.make_adapter(args.kind, dataset), min_chars=settings.min_chars,
-                    max_chars=settings.max_chars, dedup=settings.dedup, txt_mode=settings.txt_mode)
+                    max_chars=settings.max_chars, dedup=settings.dedup, txt_mode=settings.txt_mode,
+                    cleaning=settings.cleaning())
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from llmrunner.errors import ConfigError
 from llmrunner.settings import is_int, settings_from_dict
 from llmrunner.udatasets.adapters import Adapter, builtin_adapter
+from llmrunner.udatasets.clean import WHITESPACE_MODES, Cleaning
 from llmrunner.udatasets.custom import custom_adapter
 from llmrunner.udatasets.readers import TXT_MODES
 
@@ -31,12 +32,21 @@ class UdatasetsSettings:
     """For the 'custom' adapter: 'path/to/file.py:function' (relative to the repository root)."""
     txt_mode: str = "document"
     """.txt inputs: 'document' (one record per file) or 'paragraphs' (one per blank-line separated block)."""
+    unicode_nfc: bool = True
+    """Cleaning: bring the text (CPT) / every message content (SFT) to Unicode NFC (composed: 'e' + U+0301 -> 'é')."""
+    strip_control: bool = True
+    """Cleaning: remove control characters (Unicode category Cc: NUL, ESC, DEL, C1, ...) except newline and tab
+    (and carriage return, which whitespace: normalize has already turned into a newline). A record left with
+    no text is rejected as 'empty'."""
+    whitespace: str = "normalize"
+    """Cleaning: 'normalize' (\\r\\n and \\r -> \\n, trailing spaces and tabs of each line removed, 3+ newlines ->
+    2, the whole text stripped; spaces inside a line, such as code indentation, are kept) or 'keep'."""
     min_chars: int = 1
-    """Reject a record whose text (CPT) or total message content (SFT) has fewer characters."""
+    """Reject a record whose text (CPT) or total message content (SFT) has fewer characters (after cleaning)."""
     max_chars: int | None = None
     """Reject a record with more characters than this; None: no limit."""
     dedup: str = "exact"
-    """'exact': keep the first of records whose NFC-normalised, whitespace-collapsed text is equal;
+    """'exact': keep the first of records whose cleaned text, NFC-normalised and whitespace-collapsed, is equal;
     'none': keep every record."""
 
     def __post_init__(self) -> None:
@@ -51,6 +61,11 @@ class UdatasetsSettings:
                             f"(adapter {self.adapter!r}, adapter_function {self.adapter_function!r})")
         if self.txt_mode not in TXT_MODES:
             problems.append(f"txt_mode: {self.txt_mode!r} is not one of {list(TXT_MODES)}")
+        for key in ("unicode_nfc", "strip_control"):
+            if not isinstance(getattr(self, key), bool):
+                problems.append(f"{key}: must be true or false, got {getattr(self, key)!r}")
+        if self.whitespace not in WHITESPACE_MODES:
+            problems.append(f"whitespace: {self.whitespace!r} is not one of {list(WHITESPACE_MODES)}")
         if not is_int(self.min_chars) or self.min_chars < 0:
             problems.append(f"min_chars: must be an integer >= 0, got {self.min_chars!r}")
         if self.max_chars is not None and (not is_int(self.max_chars) or self.max_chars < 1):
@@ -66,6 +81,10 @@ class UdatasetsSettings:
     @classmethod
     def from_dict(cls, values: dict) -> UdatasetsSettings:
         return settings_from_dict(cls, values, "udatasets")
+
+    def cleaning(self) -> Cleaning:
+        """The cleaning applied to each record's text after the adapter."""
+        return Cleaning(unicode_nfc=self.unicode_nfc, strip_control=self.strip_control, whitespace=self.whitespace)
 
     def adapter_for(self, kind: str) -> str:
         """The adapter to use for `kind` ('cpt' or 'sft'); an adapter of the other kind is an error."""

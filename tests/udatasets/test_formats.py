@@ -17,6 +17,7 @@ from llmrunner.udatasets.adapters import builtin_adapter
 from llmrunner.udatasets.core import clean_documents
 
 BIG = "word " * 1_000_000  # a 5 MB record
+BIG_CLEAN = BIG.rstrip()  # as kept: cleaning strips the text's trailing whitespace
 
 
 def clean(tmp_path: Path, inputs: list[Path], adapter: str = "text", **options) -> tuple[dict, list, list]:
@@ -61,7 +62,8 @@ def test_jsonl_plain_gzip_zstd(tmp_path, name, compress):
     path.write_bytes(compress(b"\n".join(JSONL_LINES) + b"\n"))
     stats, kept, rejects = clean(tmp_path, [path])
     assert positions(rejects) == JSONL_REJECTS
-    assert stats["kept"] == 3 and stats["duplicates"] == {"exact": 1} and kept[2]["text"] == BIG
+    assert stats["kept"] == 3 and stats["duplicates"] == {"exact": 1} and kept[2]["text"] == BIG_CLEAN
+    assert kept[1]["text"] == "escaped  NUL"  # the control character removed by the cleaning
 
 
 def test_damaged_zstd_is_a_stage_error_naming_the_file(tmp_path):
@@ -92,7 +94,7 @@ def test_json_array_or_object_holding_one_list(tmp_path, wrap):
     assert positions(rejects) == [(2, "invalid_utf8"), (4, "not_an_object"), (5, "missing_text"),
                                   (6, "text_not_a_string"), (9, "not_an_object")]
     assert rejects[0]["raw"] == '{"text": "bad \\xff byte"}'
-    assert stats["kept"] == 3 and stats["duplicates"] == {"exact": 1} and kept[2]["text"] == BIG
+    assert stats["kept"] == 3 and stats["duplicates"] == {"exact": 1} and kept[2]["text"] == BIG_CLEAN
 
 
 @pytest.mark.parametrize("content, problem", [
@@ -128,8 +130,8 @@ def test_csv_rows_with_the_line_each_starts_on(tmp_path):
     assert positions(rejects) == [(5, "invalid_utf8"), (7, "csv_field_count"), (8, "csv_field_count"),
                                   (9, "empty")]
     assert rejects[0]["raw"] == '{"id": "3", "body": "bad \\xff byte"}'
-    assert kept[0] == {"text": 'first "quoted" doc', "id": "1"} and kept[1]["text"] == "spans\r\ntwo lines"
-    assert stats["kept"] == 4 and stats["duplicates"] == {"exact": 2} and kept[3]["text"] == BIG
+    assert kept[0] == {"text": 'first "quoted" doc', "id": "1"} and kept[1]["text"] == "spans\ntwo lines"
+    assert stats["kept"] == 4 and stats["duplicates"] == {"exact": 2} and kept[3]["text"] == BIG_CLEAN
     duplicates = (tmp_path / "out" / "d.duplicates.jsonl").read_text().splitlines()
     assert [(d["line"], d["duplicate_of"]["line"]) for d in map(json.loads, duplicates)] == [(11, 2), (12, 2)]
 
@@ -161,7 +163,7 @@ def test_txt_one_document_per_file(tmp_path):
     stats, kept, rejects = clean(tmp_path, sorted(tmp_path.glob("*.txt")))
     assert [(r["file"], r["line"], r["reason"]) for r in rejects] == [("b.txt", 1, "invalid_utf8"),
                                                                      ("c.txt", 1, "empty")]
-    assert kept[0] == {"text": "First document.\n\nStill the first.\n"} and kept[1]["text"] == BIG
+    assert kept[0] == {"text": "First document.\n\nStill the first."} and kept[1]["text"] == BIG_CLEAN
 
 
 def test_txt_paragraphs_numbered_from_one(tmp_path):
@@ -170,7 +172,7 @@ def test_txt_paragraphs_numbered_from_one(tmp_path):
                      + b"\n\nOne,  line one.\r\nOne, line two.")
     stats, kept, rejects = clean(tmp_path, [path], txt_mode="paragraphs")
     assert positions(rejects) == [(2, "invalid_utf8")]
-    assert kept[0] == {"text": "One, line one.\nOne, line two."} and kept[1]["text"] == BIG.rstrip("\n")
+    assert kept[0] == {"text": "One, line one.\nOne, line two."} and kept[1]["text"] == BIG_CLEAN
     assert stats["input"] == 4 and stats["duplicates"] == {"exact": 1}
 
 

@@ -1,0 +1,130 @@
+"""udatasets cleaning: NFC, control characters and whitespace, each configurable; the length filters and the
+exact de-duplication see the cleaned text; the accounting identity still holds."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from llmrunner.errors import ConfigError
+from llmrunner.udatasets.adapters import builtin_adapter
+from llmrunner.udatasets.clean import Cleaning
+from llmrunner.udatasets.core import clean_documents
+from llmrunner.udatasets.settings import UdatasetsSettings
+
+OFF = Cleaning(unicode_nfc=False, strip_control=False, whitespace="keep")
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_nfc_on_and_off():
+    assert Cleaning().text("Cafe\u0301") == "Caf\u00e9"
+    assert Cleaning(unicode_nfc=False).text("Cafe\u0301") == "Cafe\u0301"
+
+
+def test_control_characters_removed_but_newline_and_tab_kept():
+    text = "a\x00b\x1b[31mc\x7f\x85d\te\nf\x0bg\x0ch"
+    assert Cleaning(whitespace="keep").text(text) == "ab[31mcd\te\nfgh"
+    assert Cleaning(strip_control=False, whitespace="keep").text(text) == text
+
+
+def test_whitespace_normalize_and_keep():
+    text = "  first  \r\nsecond\t \rthird\n\n\n\n  fourth \n\n"
+    assert Cleaning().text(text) == "first\nsecond\nthird\n\n  fourth"
+    assert Cleaning(whitespace="keep").text(text) == text
+    assert Cleaning().text("a\n \t\n\t \nb") == "a\n\nb"  # blank-looking lines count as blank
+
+
+def test_code_indentation_and_inner_spaces_kept():
+    code = "def f(x):\n    if x:\n        return  x   # two spaces\n\n\treturn None"
+    assert Cleaning().text(code + "   \n") == code
+
+
+def test_everything_off_changes_nothing():
+    text = "e\u0301\x00 \r\n\n\n\n x  "
+    assert OFF.text(text) == text
+    record = {"text": text}
+    assert OFF.record(record) == (record, False)
+
+
+def test_record_cleaning_does_not_modify_its_input():
+    record = {"messages": [{"role": "user", "content": "hi \r\n"}, {"role": "assistant", "content": "ok"}], "id": 1}
+    cleaned, changed = Cleaning().record(record)
+    assert changed and cleaned == {"messages": [{"role": "user", "content": "hi"},
+                                                {"role": "assistant", "content": "ok"}], "id": 1}
+    assert record["messages"][0]["content"] == "hi \r\n"
+    assert Cleaning().record({"text": "clean"}) == ({"text": "clean"}, False)
+
+
+def test_cpt_cleaning_filters_dedup_and_accounting(tmp_path):
+    raw = write_jsonl(tmp_path / "a.jsonl", [
+        {"text": "Cafe\u0301 \x1b[0mau lait\r\n"},     # 1 kept, cleaned
+        {"text": "\x00\x01 \x1b\r\n \t"},              # 2 empty after cleaning
+        {"text": "Caf\u00e9 [0mau lait   "},           # 3 duplicate of 1 (differs only in trailing whitespace)
+        {"text": "short\x00\x00\x00\x00\x00\x00"},     # 4 too_short: counted after cleaning (5 < 6)
+        {"text": "    indented code\n\tx = 1"},         # 5 kept, cleaned (leading spaces of the text stripped)
+        {"text": "already clean"},                     # 6 kept, not cleaned
+    ])
+    out = tmp_path / "out.jsonl"
+    stats = clean_documents([raw], out, adapter=builtin_adapter("text"), min_chars=6)
+    assert stats["kept"] == 3 and stats["rejected"] == {"empty": 1, "too_short": 1}
+    assert stats["duplicates"] == {"exact": 1} and stats["cleaned"] == 5
+    assert stats["input"] == stats["kept"] + sum(stats["rejected"].values()) + stats["duplicates"]["exact"] == 6
+    assert [r["text"] for r in read_jsonl(out)] == ["Caf\u00e9 [0mau lait", "indented code\n\tx = 1", "already clean"]
+    assert read_jsonl(tmp_path / "out.duplicates.jsonl") == [
+        {"file": "a.jsonl", "line": 3, "duplicate_of": {"file": "a.jsonl", "line": 1}}]
+    assert [(r["line"], r["reason"]) for r in read_jsonl(tmp_path / "out.rejects.jsonl")] == [
+        (2, "empty"), (4, "too_short")]
+
+
+def test_cleaning_off_keeps_text_as_found(tmp_path):
+    raw = write_jsonl(tmp_path / "a.jsonl", [{"text": "x\x00y \r\n"}, {"text": "\x00"}])
+    stats = clean_documents([raw], tmp_path / "o.jsonl", adapter=builtin_adapter("text"), cleaning=OFF)
+    assert stats["kept"] == 2 and stats["cleaned"] == 0 and stats["rejected"] == {}
+    assert read_jsonl(tmp_path / "o.jsonl") == [{"text": "x\x00y \r\n"}, {"text": "\x00"}]
+
+
+def test_sft_every_message_cleaned_and_deduplicated(tmp_path):
+    def chat(user: str, assistant: str) -> dict:
+        return {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]}
+
+    raw = write_jsonl(tmp_path / "c.jsonl", [
+        chat("Que\u0301 tal?\x00", "Bien.\r\n\r\n\r\n\r\nY tu?  "),   # 1 kept, cleaned
+        chat("Qu\u00e9 tal?", "Bien.\n\nY tu?"),                        # 2 duplicate of 1
+        chat("\x07", "\x1b"),                                           # 3 empty after cleaning
+    ])
+    out = tmp_path / "sft.jsonl"
+    stats = clean_documents([raw], out, adapter=builtin_adapter("messages"))
+    assert stats["kept"] == 1 and stats["duplicates"] == {"exact": 1} and stats["rejected"] == {"empty": 1}
+    assert stats["cleaned"] == 2 and stats["input"] == 3
+    assert read_jsonl(out) == [chat("Qu\u00e9 tal?", "Bien.\n\nY tu?")]
+
+
+def test_cli_settings_reach_the_cleaning(tmp_path):
+    from llmrunner.udatasets.__main__ import main
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    write_jsonl(raw / "a.jsonl", [{"text": "a \r\nb"}])
+    out = tmp_path / "keep.jsonl"
+    main(["--kind", "cpt", "--input", str(raw), "--out", str(out), "--settings", json.dumps({"whitespace": "keep"})])
+    assert read_jsonl(out) == [{"text": "a \r\nb"}]
+    main(["--kind", "cpt", "--input", str(raw), "--out", str(tmp_path / "norm.jsonl")])
+    assert read_jsonl(tmp_path / "norm.jsonl") == [{"text": "a\nb"}]
+
+
+def test_settings_defaults_and_bad_values():
+    assert UdatasetsSettings().cleaning() == Cleaning(unicode_nfc=True, strip_control=True, whitespace="normalize")
+    assert UdatasetsSettings.from_dict({"unicode_nfc": False}).cleaning().unicode_nfc is False
+    with pytest.raises(ConfigError, match="whitespace: 'collapse' is not one of"):
+        UdatasetsSettings.from_dict({"whitespace": "collapse"})
+    with pytest.raises(ConfigError, match="strip_control: must be true or false"):
+        UdatasetsSettings.from_dict({"strip_control": "yes"})
