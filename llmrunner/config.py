@@ -220,6 +220,10 @@ def _experiment_problems(exp: Experiment, pipeline_file: Path) -> list[str]:
             problems.append(f"{src}: step 'tokenize_{kind}' is on but data.{kind} lists no dataset. "
                             f"Add one under data.{kind} or set steps.tokenize_{kind}: false.")
         for name, spec in exp.datasets(kind).items():
+            adapter_file = spec.get("adapter_function", "").rpartition(":")[0]
+            if spec["adapter"] == "custom" and not os.path.isfile(adapter_file):
+                problems.append(f"{src}: data.{kind}.{name}.adapter_function: the file '{adapter_file}' does not "
+                                f"exist (paths are relative to {os.getcwd()}); set it to 'path/to/file.py:function'")
             for pattern in spec["sources"]:
                 if glob.has_magic(pattern) and not glob.glob(pattern):
                     problems.append(f"{src}: data.{kind}.{name}.sources: '{pattern}' matches no file")
@@ -314,12 +318,7 @@ class RunConfig:
         spec = self.experiments[exp].datasets(kind)[dataset]
         if spec["adapter"] != "custom":
             return []
-        path = spec["adapter_function"].rpartition(":")[0]
-        if not os.path.isfile(path):
-            raise ConfigError(f"experiment '{exp}': data.{kind}.{dataset}.adapter_function: the file '{path}' "
-                              f"does not exist (paths are relative to {os.getcwd()}); set it to "
-                              f"'path/to/file.py:function'")
-        return [path]
+        return [spec["adapter_function"].rpartition(":")[0]]
 
     def threads(self, exp: str, step: str) -> int:
         """The job's CPU threads: the step's `threads` per process, times its processes (training

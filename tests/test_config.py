@@ -168,7 +168,7 @@ def test_custom_adapter_reaches_the_rule_and_its_file_is_an_input(project):
     Path("adapters.py").unlink()
     with pytest.raises(ConfigError, match=r"data\.sft\.wordnet_chat\.adapter_function: the file 'adapters.py' "
                                           r"does not exist .*set it to 'path/to/file.py:function'"):
-        run.udatasets_adapter_inputs("demo", "sft", "wordnet_chat")
+        load_run_config({})  # reported with every other problem, before any job
 
 
 def test_custom_adapter_without_function_is_a_schema_error(project):
