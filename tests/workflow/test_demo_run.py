@@ -110,3 +110,11 @@ def test_prepare_exp_prepares_one_experiment(demo_workdir):
     assert (root / "model/base/tiny-qwen3/model.safetensors").exists()
     assert (root / "data/raw/sft/wordnet_chat/sft.jsonl.gz").exists()
     assert not (root / "data/processed").exists()  # prepare only
+
+
+def test_run_script_drives_one_experiment(demo_run, demo_workdir):
+    """scripts/run.py -c <pipeline.yaml> [snakemake args]: the seed's entry point, here a dry run."""
+    proc = subprocess.run([sys.executable, str(REPO / "scripts/run.py"), "-c", "config/experiments/demo/pipeline.yaml",
+                           "-n"], cwd=demo_workdir, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "experiments=[demo]" in proc.stdout and "Nothing to be done" in proc.stdout + proc.stderr
