@@ -30,7 +30,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "resources" / "demo" / "cpt.jsonl.gz"
 CONTENDERS = ("ours", "reference", "ceiling")
-CEILING_BATCH = 512  # documents per encode_batch call, as ours
+CEILING_BATCH = 512  # documents per encode_batch call (ours: up to 1,024 documents or 256 KiB of text)
 
 
 def ceiling(input_path: Path, tokenizer_json: Path, out: Path) -> None:
@@ -111,6 +111,7 @@ def environment() -> dict:
 
 
 def run(repeats: int, copies: int, worker_counts: list[int]) -> dict:
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench_tokenize_") as tmp:
         work = Path(tmp)
         tokenizer, inputs = prepare(work, copies)
@@ -145,7 +146,9 @@ def run(repeats: int, copies: int, worker_counts: list[int]) -> dict:
         peers = {r["contender"]: r["wall_s"] for r in rows if (r["input"], r["workers"]) == key}
         row["speedup_vs_reference"] = peers["reference"] / row["wall_s"]
         row["fraction_of_ceiling"] = peers["ceiling"] / row["wall_s"]
-    return {**environment(), "repeats": repeats, "inputs": sizes, "rows": rows}
+    # Other work on the machine skews every figure: the 1-minute load average before and after says how much.
+    return {**environment(), "load_before": load_before, "load_after": os.getloadavg()[0], "repeats": repeats,
+            "inputs": sizes, "rows": rows}
 
 
 def print_table(result: dict) -> None:
@@ -155,7 +158,8 @@ def print_table(result: dict) -> None:
     for name, size in result["inputs"].items():
         print(f"{name}: {size['bytes'] / 2**20:.1f} MiB, {size['docs']} docs, {size['tokens']} tokens, "
               f"ours == reference: {size['identical_to_reference']}")
-    print(f"median of {result['repeats']} (wall time, start-up included)\n")
+    print(f"median of {result['repeats']} (wall time, start-up included); load average "
+          f"{result['load_before']:.1f} before, {result['load_after']:.1f} after\n")
     head = ("input", "workers", "contender", "wall s", "docs/s", "tokens/s", "MB/s", "peak RSS MiB", "× ref",
             "of ceiling")
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))

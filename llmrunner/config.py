@@ -24,7 +24,7 @@ import jsonschema
 import yaml
 
 from llmrunner.errors import ConfigError
-from llmrunner.layout import ExperimentLayout
+from llmrunner.layout import ExperimentLayout, tokenize_outputs
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_DIR = REPO_ROOT / "config" / "schemas"
@@ -49,6 +49,8 @@ EVAL_STAGES = ("base", "cpt", "sft")
 # Keys kept out of a job's params: `threads` changes speed, not output (it becomes the rule's
 # threads); eval `stages` chooses which jobs exist, not what one job writes.
 NOT_PARAMS = ("threads", "stages")
+# udatasets keys that only its gather job uses (de-dup and augmentation): a change reruns no map job.
+UDATASETS_GATHER_ONLY = ("dedup", "near_threshold", "augment")
 # Built-in base models and the file each one is built from (a rule input: a change rebuilds it).
 BUILTIN_MODELS = {"builtin:tiny-qwen3": REPO_ROOT / "resources" / "demo" / "cpt.jsonl.gz"}
 EXPERIMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -307,11 +309,53 @@ class RunConfig:
     def settings_json(self, exp: str, step: str) -> str:
         return json.dumps(self.experiments[exp].settings(step), sort_keys=True)
 
-    def udatasets_settings_json(self, exp: str, kind: str, dataset: str) -> str:
-        """udatasets settings plus the dataset's adapter and reading keys (all change the output)."""
+    def tokenize_settings_json(self, exp: str, step: str) -> str:
+        """tokenize_cpt / tokenize_sft settings without `shards`: it changes the job plan, not the output."""
+        return json.dumps({k: v for k, v in self.experiments[exp].settings(step).items() if k != "shards"},
+                          sort_keys=True)
+
+    def tokenize_shard_prefixes(self, exp: str, kind: str, dataset: str) -> list[str]:
+        """The output prefixes of the dataset's tokenize shard jobs, in order; [] when `shards` is 1 (one job)."""
+        e = self.experiments[exp]
+        shards = e.steps[f"tokenize_{kind}"]["shards"]
+        return [e.tokenize_shard_prefix(kind, dataset, i, shards) for i in range(shards)] if shards > 1 else []
+
+    def tokenize_shard_files(self, exp: str, kind: str, dataset: str) -> list[str]:
+        """Every file the dataset's tokenize shard jobs write ([] when `shards` is 1)."""
+        prefixes = self.tokenize_shard_prefixes(exp, kind, dataset)
+        return [f for prefix in prefixes for f in tokenize_outputs(prefix, kind)]
+
+    def tokenize_threads(self, exp: str, kind: str) -> int:
+        """The tokenize job's threads: the step's, or 1 for the job that only merges shards."""
+        merges = self.experiments[exp].steps[f"tokenize_{kind}"]["shards"] > 1
+        return 1 if merges else self.threads(exp, f"tokenize_{kind}")
+
+    def udatasets_settings_json(self, exp: str, kind: str, dataset: str, job: str = "gather") -> str:
+        """udatasets settings plus the dataset's adapter and reading keys: what changes the output of the
+        `job` ('gather': everything; 'shard': all but the de-dup and augmentation keys, which only the gather
+        job uses). `shards` is left out: it changes the job plan, not the output."""
         e = self.experiments[exp]
         reading = {k: v for k, v in e.datasets(kind)[dataset].items() if k != "sources"}
-        return json.dumps({**e.settings("udatasets"), **reading}, sort_keys=True)
+        left_out = ("shards", *UDATASETS_GATHER_ONLY) if job == "shard" else ("shards",)
+        settings = {k: v for k, v in e.settings("udatasets").items() if k not in left_out}
+        return json.dumps({**settings, **reading}, sort_keys=True)
+
+    def udatasets_shard_files(self, exp: str, kind: str, dataset: str, with_earlier: bool = False) -> list[str]:
+        """The dataset's shard files (the map jobs' outputs), in shard order; `with_earlier`: preceded by those
+        of the datasets of the same kind before it in pipeline.yaml, whose kept records the gather job indexes
+        first (de-dup across datasets)."""
+        e = self.experiments[exp]
+        shards = e.steps["udatasets"]["shards"]
+        names = list(e.datasets(kind))
+        datasets = names[: names.index(dataset) + 1] if with_earlier else [dataset]
+        return [e.udatasets_shard(kind, d, i, shards) for d in datasets for i in range(shards)]
+
+    def udatasets_tokenizer(self, exp: str) -> list[str]:
+        """[the base model folder] when a token-length filter needs its tokenizer, else []."""
+        e = self.experiments[exp]
+        settings = e.steps["udatasets"]
+        counts_tokens = settings["min_tokens"] is not None or settings["max_tokens"] is not None
+        return [e.base_model_path()] if counts_tokens else []
 
     def udatasets_adapter_inputs(self, exp: str, kind: str, dataset: str) -> list[str]:
         """The custom adapter's file, so that editing it reruns udatasets; [] for a built-in adapter."""

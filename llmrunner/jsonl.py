@@ -71,26 +71,30 @@ def iter_lines(path: str | Path) -> Iterator[Line]:
                          f"re-create or re-download it") from err
 
 
-def iter_records(path: str | Path) -> Iterator[tuple[int, dict]]:
-    """Yield `(line number, object)` for each non-blank line of a file that must be clean JSON Lines.
+def iter_records(path: str | Path, lines: range | None = None) -> Iterator[tuple[int, dict]]:
+    """Yield `(line number, object)` for each non-blank line of a file that must be clean JSON Lines;
+    with `lines`, only for those line numbers (the others are not parsed: a shard's part of a file).
 
     For data already in the unified schema (processed output, or raw data when udatasets is off):
     any bad line is a StageError naming the file and line, since there is no rejects file here.
     """
+    fix = "clean the data (enable the udatasets step, which rejects such lines)"
     for line in iter_lines(path):
+        if lines is not None and line.number < lines.start:
+            continue
+        if lines is not None and line.number >= lines.stop:
+            break
         if not line.text.strip():
             continue
+        where = f"{path}, line {line.number}"
         if not line.valid_utf8:
-            raise StageError(f"{path}, line {line.number}: not valid UTF-8; clean the data "
-                             f"(enable the udatasets step, which rejects such lines)")
+            raise StageError(f"{where}: not valid UTF-8; {fix}")
         try:
             record = json.loads(line.text)
         except json.JSONDecodeError as err:
-            raise StageError(f"{path}, line {line.number}: not valid JSON ({err}); clean the data "
-                             f"(enable the udatasets step, which rejects such lines)") from err
+            raise StageError(f"{where}: not valid JSON ({err}); {fix}") from err
         if not isinstance(record, dict):
-            raise StageError(f"{path}, line {line.number}: expected a JSON object, got "
-                             f"{type(record).__name__}; enable the udatasets step to clean the data")
+            raise StageError(f"{where}: expected a JSON object, got {type(record).__name__}; {fix}")
         yield line.number, record
 
 

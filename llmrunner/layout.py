@@ -21,6 +21,10 @@ class ExperimentLayout:
     def processed(self, kind: str, dataset: str) -> str:
         return self.path("data", "processed", kind, f"{dataset}.jsonl")
 
+    def udatasets_shard(self, kind: str, dataset: str, shard: int, shards: int) -> str:
+        """A udatasets map job's output (an intermediate, removed once the gather jobs have read it)."""
+        return self.path("data", "processed", kind, ".shards", f"{dataset}.{shard}-of-{shards}.jsonl")
+
     def tokenize_input(self, kind: str, dataset: str) -> str:
         """Processed data, or the raw folder (already in the unified schema) when udatasets is off."""
         return self.processed(kind, dataset) if self.enabled("udatasets") else self.raw_dir(kind, dataset)
@@ -29,9 +33,11 @@ class ExperimentLayout:
         return self.path("data", "tokenized", kind, dataset)
 
     def tokenized_files(self, kind: str, dataset: str) -> list[str]:
-        prefix = self.tokenized_prefix(kind, dataset)
-        names = ["text_document"] + (["loss_mask_document"] if kind == "sft" else [])
-        return [f"{prefix}_{n}.{ext}" for n in names for ext in ("bin", "idx")] + [f"{prefix}.stats.json"]
+        return tokenize_outputs(self.tokenized_prefix(kind, dataset), kind)
+
+    def tokenize_shard_prefix(self, kind: str, dataset: str, shard: int, shards: int) -> str:
+        """A tokenize shard job's output prefix (intermediate: removed once the merge job has read it)."""
+        return self.path("data", "tokenized", kind, ".shards", f"{dataset}.{shard}-of-{shards}")
 
     def mg_base(self) -> str:
         return self.path("model", "mg", "base")
@@ -85,3 +91,9 @@ class ExperimentLayout:
         """Everything the experiment's report summarises: every enabled step's outputs."""
         steps = ("udatasets", "tokenize_cpt", "tokenize_sft", "train_cpt", "train_sft", "mg2hf", "eval")
         return [p for step in steps for p in self.step_outputs(step)]
+
+
+def tokenize_outputs(prefix: str, kind: str) -> list[str]:
+    """What a tokenize job writes for `prefix`: the indexed datasets (SFT: ids and loss mask) and the stats."""
+    names = ["text_document"] + (["loss_mask_document"] if kind == "sft" else [])
+    return [f"{prefix}_{n}.{ext}" for n in names for ext in ("bin", "idx")] + [f"{prefix}.stats.json"]

@@ -1,4 +1,5 @@
-# hf2mg / mg2hf: Hugging Face <-> Megatron checkpoints (built-in Qwen3 mapping), parity-checked.
+# hf2mg / mg2hf: Hugging Face <-> Megatron checkpoints (built-in Qwen3 mapping, or the step's external
+# `command`, whose output goes to the `command` log), parity-checked.
 
 
 rule hf2mg:
@@ -20,14 +21,16 @@ rule hf2mg_base:
         settings=lambda w: RUN.settings_json(w.exp, "hf2mg"),
     threads: lambda w: RUN.threads(w.exp, "hf2mg")
     log:
-        f"{ROOT}/logs/hf2mg.base.log",
+        stage=f"{ROOT}/logs/hf2mg.base.log",
+        command=f"{ROOT}/logs/hf2mg.base.command.log",
     benchmark:
         f"{ROOT}/benchmarks/hf2mg.base.tsv"
     conda:
         "../envs/megatron.yaml"
     shell:
         "python -m llmrunner.convert hf2mg --hf {input:q} --out {output:q}"
-        " --settings {params.settings:q} --threads {threads} > {log:q} 2>&1"
+        " --settings {params.settings:q} --threads {threads} --command-log {log.command:q}"
+        " > {log.stage:q} 2>&1"
 
 
 rule mg2hf_stage:
@@ -41,11 +44,13 @@ rule mg2hf_stage:
         checkpoints=lambda w, input: os.path.dirname(input.done),
     threads: lambda w: RUN.threads(w.exp, "mg2hf")
     log:
-        f"{ROOT}/logs/mg2hf.{{stage}}.log",
+        stage=f"{ROOT}/logs/mg2hf.{{stage}}.log",
+        command=f"{ROOT}/logs/mg2hf.{{stage}}.command.log",
     benchmark:
         f"{ROOT}/benchmarks/mg2hf.{{stage}}.tsv"
     conda:
         "../envs/megatron.yaml"
     shell:
         "python -m llmrunner.convert mg2hf --mg {params.checkpoints:q} --hf-side {input.side:q}"
-        " --out {output:q} --settings {params.settings:q} --threads {threads} > {log:q} 2>&1"
+        " --out {output:q} --settings {params.settings:q} --threads {threads} --command-log {log.command:q}"
+        " > {log.stage:q} 2>&1"

@@ -1,4 +1,7 @@
 # tokenize_cpt / tokenize_sft: unified-schema jsonl -> Megatron indexed datasets (.bin/.idx).
+# With `shards: 1` one job per dataset tokenizes it. With `shards: N` > 1, N shard jobs (tokenize_*_shard,
+# each a contiguous block of the input lines, into data/tokenized/<kind>/.shards/) run in parallel and
+# the dataset's job merges them into the same files one job writes.
 
 
 rule tokenize_cpt:
@@ -15,13 +18,15 @@ rule tokenize_cpt_dataset:
     input:
         data=lambda w: exp(w).tokenize_input("cpt", w.dataset),
         tokenizer=lambda w: exp(w).base_model_path(),
+        shards=lambda w: RUN.tokenize_shard_files(w.exp, "cpt", w.dataset),
     output:
         multiext(f"{ROOT}/data/tokenized/cpt/{{dataset}}_text_document", ".bin", ".idx"),
         stats=f"{ROOT}/data/tokenized/cpt/{{dataset}}.stats.json",
     params:
-        settings=lambda w: RUN.settings_json(w.exp, "tokenize_cpt"),
+        settings=lambda w: RUN.tokenize_settings_json(w.exp, "tokenize_cpt"),
         prefix=f"{ROOT}/data/tokenized/cpt/{{dataset}}",
-    threads: lambda w: RUN.threads(w.exp, "tokenize_cpt")
+        merge=lambda w: RUN.tokenize_shard_prefixes(w.exp, "cpt", w.dataset),
+    threads: lambda w: RUN.tokenize_threads(w.exp, "cpt")
     log:
         f"{ROOT}/logs/tokenize_cpt.{{dataset}}.log",
     benchmark:
@@ -30,21 +35,51 @@ rule tokenize_cpt_dataset:
         "../envs/tokenize.yaml"
     shell:
         "python -m llmrunner.tokenize cpt --input {input.data:q} --tokenizer {input.tokenizer:q}"
-        " --out-prefix {params.prefix:q} --settings {params.settings:q} --threads {threads} > {log:q} 2>&1"
+        " --out-prefix {params.prefix:q} --settings {params.settings:q} --threads {threads}"
+        " --merge {params.merge:q} > {log:q} 2>&1"
+
+
+rule tokenize_cpt_shard:
+    input:
+        data=lambda w: exp(w).tokenize_input("cpt", w.dataset),
+        tokenizer=lambda w: exp(w).base_model_path(),
+    output:
+        temp(multiext(f"{ROOT}/data/tokenized/cpt/.shards/{{dataset}}.{{shard}}-of-{{shards}}_text_document",
+                      ".bin", ".idx")),
+        stats=temp(f"{ROOT}/data/tokenized/cpt/.shards/{{dataset}}.{{shard}}-of-{{shards}}.stats.json"),
+    wildcard_constraints:
+        shard=r"\d+",
+        shards=r"\d+",
+    params:
+        settings=lambda w: RUN.tokenize_settings_json(w.exp, "tokenize_cpt"),
+        prefix=f"{ROOT}/data/tokenized/cpt/.shards/{{dataset}}.{{shard}}-of-{{shards}}",
+    threads: lambda w: RUN.threads(w.exp, "tokenize_cpt")
+    log:
+        f"{ROOT}/logs/tokenize_cpt.{{dataset}}.{{shard}}-of-{{shards}}.log",
+    benchmark:
+        f"{ROOT}/benchmarks/tokenize_cpt.{{dataset}}.{{shard}}-of-{{shards}}.tsv"
+    conda:
+        "../envs/tokenize.yaml"
+    shell:
+        "python -m llmrunner.tokenize cpt --input {input.data:q} --tokenizer {input.tokenizer:q}"
+        " --out-prefix {params.prefix:q} --settings {params.settings:q} --threads {threads}"
+        " --shard {wildcards.shard} --shards {wildcards.shards} > {log:q} 2>&1"
 
 
 rule tokenize_sft_dataset:
     input:
         data=lambda w: exp(w).tokenize_input("sft", w.dataset),
         tokenizer=lambda w: exp(w).base_model_path(),
+        shards=lambda w: RUN.tokenize_shard_files(w.exp, "sft", w.dataset),
     output:
         multiext(f"{ROOT}/data/tokenized/sft/{{dataset}}_text_document", ".bin", ".idx"),
         multiext(f"{ROOT}/data/tokenized/sft/{{dataset}}_loss_mask_document", ".bin", ".idx"),
         stats=f"{ROOT}/data/tokenized/sft/{{dataset}}.stats.json",
     params:
-        settings=lambda w: RUN.settings_json(w.exp, "tokenize_sft"),
+        settings=lambda w: RUN.tokenize_settings_json(w.exp, "tokenize_sft"),
         prefix=f"{ROOT}/data/tokenized/sft/{{dataset}}",
-    threads: lambda w: RUN.threads(w.exp, "tokenize_sft")
+        merge=lambda w: RUN.tokenize_shard_prefixes(w.exp, "sft", w.dataset),
+    threads: lambda w: RUN.tokenize_threads(w.exp, "sft")
     log:
         f"{ROOT}/logs/tokenize_sft.{{dataset}}.log",
     benchmark:
@@ -53,4 +88,34 @@ rule tokenize_sft_dataset:
         "../envs/tokenize.yaml"
     shell:
         "python -m llmrunner.tokenize sft --input {input.data:q} --tokenizer {input.tokenizer:q}"
-        " --out-prefix {params.prefix:q} --settings {params.settings:q} --threads {threads} > {log:q} 2>&1"
+        " --out-prefix {params.prefix:q} --settings {params.settings:q} --threads {threads}"
+        " --merge {params.merge:q} > {log:q} 2>&1"
+
+
+rule tokenize_sft_shard:
+    input:
+        data=lambda w: exp(w).tokenize_input("sft", w.dataset),
+        tokenizer=lambda w: exp(w).base_model_path(),
+    output:
+        temp(multiext(f"{ROOT}/data/tokenized/sft/.shards/{{dataset}}.{{shard}}-of-{{shards}}_text_document",
+                      ".bin", ".idx")),
+        temp(multiext(f"{ROOT}/data/tokenized/sft/.shards/{{dataset}}.{{shard}}-of-{{shards}}_loss_mask_document",
+                      ".bin", ".idx")),
+        stats=temp(f"{ROOT}/data/tokenized/sft/.shards/{{dataset}}.{{shard}}-of-{{shards}}.stats.json"),
+    wildcard_constraints:
+        shard=r"\d+",
+        shards=r"\d+",
+    params:
+        settings=lambda w: RUN.tokenize_settings_json(w.exp, "tokenize_sft"),
+        prefix=f"{ROOT}/data/tokenized/sft/.shards/{{dataset}}.{{shard}}-of-{{shards}}",
+    threads: lambda w: RUN.threads(w.exp, "tokenize_sft")
+    log:
+        f"{ROOT}/logs/tokenize_sft.{{dataset}}.{{shard}}-of-{{shards}}.log",
+    benchmark:
+        f"{ROOT}/benchmarks/tokenize_sft.{{dataset}}.{{shard}}-of-{{shards}}.tsv"
+    conda:
+        "../envs/tokenize.yaml"
+    shell:
+        "python -m llmrunner.tokenize sft --input {input.data:q} --tokenizer {input.tokenizer:q}"
+        " --out-prefix {params.prefix:q} --settings {params.settings:q} --threads {threads}"
+        " --shard {wildcards.shard} --shards {wildcards.shards} > {log:q} 2>&1"

@@ -1,4 +1,6 @@
 # udatasets: raw records of any shape -> the unified schema, validated, cleaned, de-duplicated.
+# Scatter/gather: udatasets_shard (shard i of n of one dataset: per-record work, in parallel) ->
+# udatasets_clean (one per dataset: de-dup across the datasets of its kind, outputs, stats).
 
 
 rule udatasets:
@@ -6,10 +8,35 @@ rule udatasets:
         step_targets("udatasets"),
 
 
-rule udatasets_clean:
+rule udatasets_shard:
     input:
         raw=f"{ROOT}/data/raw/{{kind}}/{{dataset}}",
         adapter=lambda w: RUN.udatasets_adapter_inputs(w.exp, w.kind, w.dataset),
+        tokenizer=lambda w: RUN.udatasets_tokenizer(w.exp),
+    output:
+        temp(f"{ROOT}/data/processed/{{kind}}/.shards/{{dataset}}.{{shard}}-of-{{shards}}.jsonl"),
+    wildcard_constraints:
+        shard=r"\d+",
+        shards=r"\d+",
+    params:
+        settings=lambda w: RUN.udatasets_settings_json(w.exp, w.kind, w.dataset, job="shard"),
+        tokenizer=lambda w: "".join(RUN.udatasets_tokenizer(w.exp)),
+    threads: lambda w: RUN.threads(w.exp, "udatasets")
+    log:
+        f"{ROOT}/logs/udatasets_shard.{{kind}}.{{dataset}}.{{shard}}-of-{{shards}}.log",
+    benchmark:
+        f"{ROOT}/benchmarks/udatasets_shard.{{kind}}.{{dataset}}.{{shard}}-of-{{shards}}.tsv"
+    conda:
+        "../envs/udatasets.yaml"
+    shell:
+        "python -m llmrunner.udatasets shard --kind {wildcards.kind} --input {input.raw:q}"
+        " --dataset {wildcards.dataset} --shard {wildcards.shard} --shards {wildcards.shards} --out {output:q}"
+        " --settings {params.settings:q} --tokenizer={params.tokenizer:q} --workers {threads} > {log:q} 2>&1"
+
+
+rule udatasets_clean:
+    input:
+        lambda w: RUN.udatasets_shard_files(w.exp, w.kind, w.dataset, with_earlier=True),
     output:
         data=f"{ROOT}/data/processed/{{kind}}/{{dataset}}.jsonl",
         rejects=f"{ROOT}/data/processed/{{kind}}/{{dataset}}.rejects.jsonl",
@@ -24,5 +51,5 @@ rule udatasets_clean:
     conda:
         "../envs/udatasets.yaml"
     shell:
-        "python -m llmrunner.udatasets --kind {wildcards.kind} --input {input.raw:q} --out {output.data:q}"
-        " --settings {params.settings:q} > {log:q} 2>&1"
+        "python -m llmrunner.udatasets gather --kind {wildcards.kind} --shard-files {input:q}"
+        " --out {output.data:q} --settings {params.settings:q} > {log:q} 2>&1"

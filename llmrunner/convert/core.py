@@ -1,4 +1,4 @@
-"""HF Qwen3 folder ⇄ Megatron checkpoint folder.
+"""HF model folder (Qwen3, Qwen2 or Llama layout) ⇄ Megatron checkpoint folder.
 
 hf2mg writes iteration 0 of a Megatron checkpoint (+ model.json); mg2hf writes an HF folder that
 transformers / lm-eval load (config.json, model.safetensors, the tokenizer and generation files
@@ -16,18 +16,16 @@ import torch
 from llmrunner.convert.parity import hf_logits, megatron_logits, parity_input, record_parity
 from llmrunner.errors import StageError
 from llmrunner.megatron import checkpoint, parallel
+from llmrunner.megatron.hf_mapping import hf_config_kwargs, hf_to_megatron, megatron_to_hf, shape_from_hf_config
 from llmrunner.megatron.model import MODEL_JSON, ModelShape, build_gpt_model
-from llmrunner.megatron.qwen3_mapping import hf_config_kwargs, hf_to_megatron, megatron_to_hf, shape_from_hf_config
 
 log = logging.getLogger(__name__)
 
-# Files of an HF folder that are not weights or the model config: tokenizer, chat template, generation defaults.
-SIDE_FILE_PATTERNS = ("tokenizer*", "special_tokens_map.json", "added_tokens.json", "vocab.json", "merges.txt",
-                      "chat_template*", "generation_config.json")
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
+# An export without one of these has no tokenizer, and eval cannot load it.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
 
 
-def _fresh_output(out: Path, marker: str) -> None:
+def fresh_output(out: Path, marker: str) -> None:
     """Empty `out` for a new conversion, refusing to wipe a folder this stage did not write."""
     if out.exists() and any(out.iterdir()):
         if not (out / marker).exists():
@@ -67,7 +65,7 @@ def convert_hf_to_megatron(hf_dir: Path, out: Path, *, tolerance: float, threads
     shape, hf_state = read_hf_folder(hf_dir)
     mapped = hf_to_megatron(hf_state, shape)
     del hf_state
-    _fresh_output(out, MODEL_JSON)
+    fresh_output(out, MODEL_JSON)
     _start(threads)
     model = build_gpt_model(shape)
     model.load_state_dict(mapped, strict=True)
@@ -81,36 +79,51 @@ def convert_hf_to_megatron(hf_dir: Path, out: Path, *, tolerance: float, threads
     reloaded = build_gpt_model(shape)
     checkpoint.load_checkpoint(out, reloaded)
     ids = parity_input(shape)
-    return record_parity(out, hf_logits(hf_dir, ids), megatron_logits(reloaded, ids), tolerance)
+    compared = {"architecture": shape.architecture, "reference": f"HF model {hf_dir}",
+                "converted": f"Megatron checkpoint {out} iteration 0, reloaded"}
+    return record_parity(out, hf_logits(hf_dir, ids), megatron_logits(reloaded, ids), tolerance, compared)
 
 
 def _save_hf_model(shape: ModelShape, hf_state: dict[str, torch.Tensor], out: Path) -> None:
-    from transformers import Qwen3Config, Qwen3ForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM
 
-    model = Qwen3ForCausalLM(Qwen3Config(**hf_config_kwargs(shape), dtype="float32")).float()
+    config = AutoConfig.for_model(shape.architecture, **hf_config_kwargs(shape), dtype="float32")
+    model = AutoModelForCausalLM.from_config(config).float()
     result = model.load_state_dict(hf_state, strict=False)
     # A tied model's lm_head is the embedding: HF lists it as a key, the mapping does not.
     expected_missing = ["lm_head.weight"] if shape.tie_embeddings else []
     if sorted(result.missing_keys) != expected_missing or result.unexpected_keys:
-        raise StageError(f"HF Qwen3 model rejected the mapped weights: missing {result.missing_keys}, "
+        raise StageError(f"HF {config.architectures[0]} rejected the mapped weights: missing {result.missing_keys}, "
                          f"unexpected {result.unexpected_keys}")
     model.save_pretrained(out)
 
 
-def copy_side_files(hf_side: Path, out: Path) -> list[str]:
-    """Copy tokenizer, chat template and generation config files from hf_side into out."""
-    copied = sorted({p.name for pattern in SIDE_FILE_PATTERNS for p in hf_side.glob(pattern) if p.is_file()})
-    if not any(name in copied for name in _TOKENIZER_FILES):
-        held = sorted(p.name for p in hf_side.iterdir()) if hf_side.is_dir() else "nothing (no such folder)"
-        raise StageError(f"--hf-side {hf_side} has no tokenizer ({' / '.join(_TOKENIZER_FILES)}); it holds {held}. "
-                         "Point it at the HF folder the checkpoint was converted from (the base model).")
+def copy_side_files(hf_side: Path, out: Path, patterns: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """Copy the files of hf_side matching `patterns` (tokenizer, chat template, generation config: the
+    `copy_hf_files` setting) into out; return (copied, kept: already in out). StageError when out is left
+    without a tokenizer."""
+    if not hf_side.is_dir():
+        raise StageError(f"--hf-side {hf_side} is not a folder; point it at the base model's HF folder")
+    matched = sorted({p.relative_to(hf_side).as_posix() for pattern in patterns for p in hf_side.glob(pattern)
+                      if p.is_file()})
+    kept = [name for name in matched if (out / name).exists()]
+    copied = [name for name in matched if name not in kept]
     for name in copied:
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(hf_side / name, out / name)
-    return copied
+    if not any((out / name).is_file() for name in TOKENIZER_FILES):
+        raise StageError(f"{out} has no tokenizer ({' / '.join(TOKENIZER_FILES)}) after copying `copy_hf_files` "
+                         f"{list(patterns)} from --hf-side {hf_side} (which holds "
+                         f"{sorted(p.name for p in hf_side.iterdir())}); point --hf-side at the HF folder the "
+                         "checkpoint was converted from (the base model), or add the tokenizer's files to "
+                         "`copy_hf_files`")
+    return copied, kept
 
 
-def convert_megatron_to_hf(mg_dir: Path, hf_side: Path, out: Path, *, tolerance: float, threads: int) -> dict:
-    """Write `out` as an HF Qwen3 folder from the latest iteration in mg_dir; return the parity record."""
+def convert_megatron_to_hf(mg_dir: Path, hf_side: Path, out: Path, *, patterns: tuple[str, ...], tolerance: float,
+                           threads: int) -> dict:
+    """Write `out` as an HF folder (the shape's architecture) from the latest iteration in mg_dir; return the
+    parity record."""
     shape = ModelShape.load(mg_dir)
     iteration = checkpoint.require_latest_iteration(mg_dir)
     _start(threads)
@@ -118,10 +131,12 @@ def convert_megatron_to_hf(mg_dir: Path, hf_side: Path, out: Path, *, tolerance:
     checkpoint.load_checkpoint(mg_dir, model, iteration=iteration)
     mg_state = {k: v.detach().cpu() for k, v in model.state_dict().items() if torch.is_tensor(v)}
     hf_state = megatron_to_hf(mg_state, shape)
-    _fresh_output(out, "config.json")
+    fresh_output(out, "config.json")
     _save_hf_model(shape, hf_state, out)
-    copied = copy_side_files(hf_side, out)
+    copied, _ = copy_side_files(hf_side, out, patterns)
     log.info("wrote %s from %s iteration %d; side files from %s: %s", out, mg_dir, iteration, hf_side, copied)
 
     ids = parity_input(shape)
-    return record_parity(out, megatron_logits(model, ids), hf_logits(out, ids), tolerance)
+    compared = {"architecture": shape.architecture, "reference": f"Megatron checkpoint {mg_dir} iteration {iteration}",
+                "converted": f"HF model {out}, reloaded by transformers"}
+    return record_parity(out, megatron_logits(model, ids), hf_logits(out, ids), tolerance, compared)

@@ -40,13 +40,19 @@ def hf_logits(hf_dir: Path, ids: torch.Tensor) -> torch.Tensor:
     return model(ids).logits.float()
 
 
-def record_parity(out_dir: Path, reference: torch.Tensor, converted: torch.Tensor, tolerance: float) -> dict:
-    """Write parity.json into out_dir; raise StageError (after writing it) when the logits differ."""
+def record_parity(out_dir: Path, reference: torch.Tensor, converted: torch.Tensor, tolerance: float,
+                  compared: dict | None = None) -> dict:
+    """Write parity.json into out_dir; raise StageError (after writing it) when the logits differ.
+
+    `compared` (what the reference and the converted model are) is recorded as given.
+    """
     if reference.shape != converted.shape:
         raise StageError(f"parity check: logits shapes differ, {tuple(reference.shape)} vs {tuple(converted.shape)}")
-    diff = (reference - converted).abs().max().item()
-    result = {"max_abs_logit_diff": diff, "tolerance": tolerance, "ok": bool(diff <= tolerance),
-              "dtype": "float32", "input_shape": list(reference.shape[:2])}
+    difference = (reference - converted).abs()
+    diff = difference.max().item()
+    result = {"max_abs_logit_diff": diff, "mean_abs_logit_diff": difference.mean().item(), "tolerance": tolerance,
+              "ok": bool(diff <= tolerance), "dtype": "float32", "input_shape": list(reference.shape[:2]),
+              "input_seed": _SEED, **(compared or {})}
     (out_dir / PARITY_JSON).write_text(json.dumps(result, indent=2) + "\n")
     if not result["ok"]:
         raise StageError(f"parity check failed: max |logit difference| {diff:.3g} exceeds tolerance {tolerance:g} "

@@ -1,5 +1,5 @@
 """megatron-core glue shared by convert and train: CPU compatibility, model building, parallel
-state, checkpoint I/O and the Qwen3 HF ⇄ Megatron weight mapping. Imports no stage."""
+state, checkpoint I/O and the HF (Qwen3/Qwen2/Llama) ⇄ Megatron weight mapping. Imports no stage."""
 import logging
 import warnings
 

@@ -167,6 +167,7 @@ def load_checkpoint(root: str | Path, model, optimizer=None, iteration: int | No
     """
     from megatron.core import dist_checkpointing
     from megatron.core.dist_checkpointing.core import CheckpointingException
+    from torch.distributed.checkpoint.api import CheckpointException
 
     root = Path(root)
     if iteration is None:
@@ -184,8 +185,11 @@ def load_checkpoint(root: str | Path, model, optimizer=None, iteration: int | No
         request["rng_state"] = _rng_object(with_state=False)
     try:
         loaded = dist_checkpointing.load(request, str(folder))
-    except CheckpointingException as err:
-        raise StageError(f"cannot load {folder} into a model of shape {root / 'model.json'}: {err}. "
+    # torch's reader reports a tensor the checkpoint lacks as CheckpointException (a BaseException).
+    except (CheckpointingException, CheckpointException) as err:
+        failures = [f[0] if isinstance(f, tuple) else f for f in getattr(err, "failures", {}).values()]
+        reason = "; ".join(map(str, failures)) or str(err)
+        raise StageError(f"cannot load {folder} into a model of shape {root / 'model.json'}: {reason[:1000]}. "
                          "The optimizer state exists only in training checkpoints.") from err
     module.load_state_dict(loaded.pop("model"), strict=True)
     if optimizer is not None:

@@ -1,9 +1,10 @@
 """The model shape (`model.json` in every Megatron checkpoint folder) and the GPTModel builder.
 
 The shape is everything needed to rebuild the network and its HF config: mg2hf and training read
-it instead of guessing from tensor sizes. The builder makes a Qwen3-style megatron-core GPTModel
-with the local (non-Transformer-Engine) layer spec: RMSNorm, SwiGLU, grouped-query attention,
-per-head q/k RMSNorm, RoPE, no biases.
+it instead of guessing from tensor sizes. The builder makes a megatron-core GPTModel with the local
+(non-Transformer-Engine) layer spec for the decoder families in LAYOUTS: RMSNorm, SwiGLU,
+grouped-query attention and RoPE, which they share, plus what sets them apart (q/k/v biases, per-head
+q/k RMSNorm).
 """
 from __future__ import annotations
 
@@ -18,12 +19,18 @@ import torch.nn.functional as F
 from llmrunner.errors import StageError
 
 MODEL_JSON = "model.json"
-SUPPORTED_ARCHITECTURES = ("qwen3",)
+# What sets each supported family's layers apart; the HF model code fixes these, so a shape must match.
+LAYOUTS = {
+    "qwen3": {"qkv_bias": False, "qk_norm": True},
+    "qwen2": {"qkv_bias": True, "qk_norm": False},
+    "llama": {"qkv_bias": False, "qk_norm": False},
+}
+SUPPORTED_ARCHITECTURES = tuple(LAYOUTS)
 
 
 @dataclass(frozen=True)
 class ModelShape:
-    """Architecture hyper-parameters of a decoder-only Qwen3-style model."""
+    """Architecture hyper-parameters of a decoder-only model of one of the LAYOUTS families."""
 
     vocab_size: int
     """Rows of the embedding and output matrices (the tokenizer may use fewer)."""
@@ -36,7 +43,7 @@ class ModelShape:
     num_key_value_heads: int
     """Key/value heads per layer (grouped-query attention); divides num_attention_heads."""
     head_dim: int
-    """Width of one attention head (Qwen3 sets it explicitly; not hidden / heads)."""
+    """Width of one attention head (Qwen3 sets it explicitly; need not be hidden / heads)."""
     ffn_hidden_size: int
     """Width of the SwiGLU MLP (the gate and up projections each have this many rows)."""
     rope_theta: float
@@ -54,12 +61,24 @@ class ModelShape:
     bos_token_id: int | None = None
     """Beginning-of-sequence token written to the HF config, if the source had one."""
     architecture: str = "qwen3"
-    """Weight layout family; mg2hf maps weights by it."""
+    """Weight layout family, as HF's `model_type` (qwen3, qwen2, llama); mg2hf writes that HF model."""
+    qkv_bias: bool = False
+    """The q, k and v projections have biases (Qwen2); megatron's `add_qkv_bias`."""
+    qk_norm: bool = True
+    """Per-head RMSNorm on queries and keys before RoPE (Qwen3); megatron's `qk_layernorm`."""
+    rope_scaling_factor: float | None = None
+    """Llama-3.1-style RoPE scaling factor (HF rope_type `llama3` with low_freq_factor 1,
+    high_freq_factor 4, original_max_position_embeddings 8192); None is plain RoPE."""
 
     def __post_init__(self) -> None:
         problems = []
         if self.architecture not in SUPPORTED_ARCHITECTURES:
             problems.append(f"architecture {self.architecture!r} is not one of {SUPPORTED_ARCHITECTURES}")
+        else:
+            problems += [f"{key} is {getattr(self, key)} but {self.architecture} models have {key} {wanted}"
+                         for key, wanted in LAYOUTS[self.architecture].items() if getattr(self, key) != wanted]
+        if self.rope_scaling_factor is not None and not self.rope_scaling_factor >= 1:
+            problems.append(f"rope_scaling_factor {self.rope_scaling_factor} must be >= 1 (or null: no scaling)")
         if self.num_attention_heads % self.num_key_value_heads:
             problems.append(f"num_attention_heads {self.num_attention_heads} is not a multiple of "
                             f"num_key_value_heads {self.num_key_value_heads}")
@@ -119,9 +138,9 @@ def transformer_config(shape: ModelShape, dtype: torch.dtype = torch.float32):
         layernorm_epsilon=shape.norm_eps,
         gated_linear_unit=True,
         activation_func=F.silu,
-        qk_layernorm=True,
+        qk_layernorm=shape.qk_norm,
         add_bias_linear=False,
-        add_qkv_bias=False,
+        add_qkv_bias=shape.qkv_bias,
         hidden_dropout=0.0,
         attention_dropout=0.0,
         tensor_model_parallel_size=parallel_state.get_tensor_model_parallel_world_size(),
@@ -154,7 +173,7 @@ def build_gpt_model(shape: ModelShape, dtype: torch.dtype = torch.float32):
     from megatron.core.models.gpt import GPTModel
     from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
 
-    spec = get_gpt_layer_local_spec(qk_layernorm=True, normalization="RMSNorm")
+    spec = get_gpt_layer_local_spec(qk_layernorm=shape.qk_norm, normalization="RMSNorm")
     model = GPTModel(
         config=transformer_config(shape, dtype),
         transformer_layer_spec=spec,
@@ -166,6 +185,9 @@ def build_gpt_model(shape: ModelShape, dtype: torch.dtype = torch.float32):
         position_embedding_type="rope",
         rotary_base=shape.rope_theta,
         rotary_percent=1.0,
+        # megatron-core implements Llama 3.1's scaling with that release's fixed low/high frequency factors.
+        rope_scaling=shape.rope_scaling_factor is not None,
+        rope_scaling_factor=shape.rope_scaling_factor or 1.0,
     )
     if torch.cuda.is_available():
         model.cuda(torch.cuda.current_device())

@@ -155,16 +155,72 @@ def metric_names(results: list[dict | None]) -> list[tuple[str, str]]:
 
 # ---------------------------------------------------------------- experiment report
 
-def _data_section(root: Path) -> list[str]:
+def _data_row(kind: str, name: str, s: dict) -> list[object]:
+    duplicates = s.get("duplicates") if isinstance(s.get("duplicates"), dict) else {}
+    total_dups, n_input = _total(duplicates), s.get("input")
+    rate = (f"{total_dups / n_input:.1%}" if _is_number(total_dups) and _is_number(n_input) and n_input
+            else MISSING)
+    return [kind, name, n_input, s.get("kept"), _total(s.get("rejected")), duplicates.get("exact"),
+            duplicates.get("near"), rate, s.get("augmented"), _by_reason(s.get("rejected"))]
+
+
+def _summed(stats: list[dict]) -> dict:
+    """The stats of several datasets added up (the kind's total row)."""
+    total: dict = {"input": 0, "kept": 0, "augmented": 0, "rejected": {}, "duplicates": {}}
+    for s in stats:
+        for key in ("input", "kept", "augmented"):
+            total[key] = total[key] + s[key] if _is_number(total[key]) and _is_number(s.get(key)) else None
+        for key in ("rejected", "duplicates"):
+            for reason, n in (s.get(key) or {}).items():
+                if _is_number(n):
+                    total[key][reason] = total[key].get(reason, 0) + n
+    return total
+
+
+def _length_table(unit: str, by_dataset: dict[str, dict]) -> list[str]:
+    """Kept records per power-of-two length bin, one column per dataset, with a bar scaled to its largest bin."""
+    counts = {d: {b["from"]: (b["to"], b["records"]) for b in h.get("histogram", [])} for d, h in by_dataset.items()}
+    bins = sorted({lo: hi for c in counts.values() for lo, (hi, _) in c.items()}.items())
     rows = []
+    for lo, hi in bins:
+        cells = []
+        for c in counts.values():
+            n = c.get(lo, (hi, 0))[1]
+            peak = max((m for _, m in c.values()), default=0)
+            cells.append(f"{fmt(n)} {'█' * round(20 * n / peak) if peak else ''}".rstrip())
+        rows.append([f"{fmt(lo)}–{fmt(hi)}", *cells])
+    means = [fmt(h.get("mean")) for h in by_dataset.values()]
+    return [md_table([unit, *by_dataset], rows + [["mean", *means]]), ""]
+
+
+def _data_section(root: Path) -> list[str]:
+    lines = ["## Data cleaning (udatasets)", ""]
+    rows, across, lengths = [], [], []
     for kind in ("cpt", "sft"):
-        for dataset, s in read_stats(root / "data" / "processed" / kind).items():
-            rows.append([kind, dataset, s.get("input"), s.get("kept"), _total(s.get("rejected")),
-                         _total(s.get("duplicates")), _by_reason(s.get("rejected"))])
+        found = read_stats(root / "data" / "processed" / kind)
+        rows += [_data_row(kind, dataset, s) for dataset, s in found.items()]
+        if len(found) > 1:
+            rows.append(_data_row(kind, "total", _summed(list(found.values()))))
+        for dataset, s in found.items():
+            for other, n in (s.get("duplicates_by_dataset") or {}).items():
+                if other != dataset and isinstance(n, dict):
+                    across.append(f"- {kind} `{dataset}`: {fmt(n.get('exact'))} exact and {fmt(n.get('near'))} near "
+                                  f"duplicates of records kept in `{other}`")
+        for unit in ("chars", "tokens"):
+            histograms = {d: (s.get("lengths") or {}).get(unit) for d, s in found.items()}
+            histograms = {d: h for d, h in histograms.items() if isinstance(h, dict) and h.get("histogram")}
+            if histograms:
+                label = "characters" if unit == "chars" else "tokens"
+                lengths += [f"{kind.upper()}: kept records by length in {label}", ""]
+                lengths += _length_table(label, histograms)
     if not rows:
-        return ["## Data cleaning (udatasets)", "", f"{OFF}: no `data/processed/*/*.stats.json`.", ""]
-    headers = ["kind", "dataset", "input", "kept", "rejected", "duplicates", "rejected by reason"]
-    return ["## Data cleaning (udatasets)", "", md_table(headers, rows), ""]
+        return lines + [f"{OFF}: no `data/processed/*/*.stats.json`.", ""]
+    headers = ["kind", "dataset", "input", "kept", "rejected", "exact dups", "near dups", "dup rate", "augmented",
+               "rejected by reason"]
+    lines += [md_table(headers, rows), ""]
+    if across:
+        lines += ["De-duplication runs across the datasets of a kind (in pipeline.yaml order):", "", *across, ""]
+    return lines + lengths
 
 
 def _tokenize_section(root: Path) -> list[str]:

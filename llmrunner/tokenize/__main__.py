@@ -7,6 +7,12 @@
 
 PATH is the processed .jsonl, or a raw folder of unified-schema files when udatasets is off.
 --threads N (the Snakemake job's threads) overrides the settings' threads.
+
+Sharded (the `shards` setting above 1): each of N jobs writes one shard, then one job merges them:
+    python -m llmrunner.tokenize cpt ... --out-prefix .shards/<dataset>.K-of-N --shard K --shards N
+    python -m llmrunner.tokenize cpt ... --out-prefix data/tokenized/cpt/<dataset> --merge SHARD_PREFIX...
+Shard K (0-based) takes the K-th of N contiguous blocks of the input lines; the merge writes the
+bytes an unsharded run writes.
 """
 from __future__ import annotations
 
@@ -16,9 +22,9 @@ from pathlib import Path
 
 from llmrunner.cli import parse_settings, run_main
 from llmrunner.jsonl import resolve_inputs
-from llmrunner.tokenize.core import configure_threads, tokenize_cpt
+from llmrunner.tokenize.core import CPT_SUMMED, Shard, configure_threads, merge_shards, tokenize_cpt
 from llmrunner.tokenize.settings import TokenizeCptSettings, TokenizeSftSettings
-from llmrunner.tokenize.sft import tokenize_sft
+from llmrunner.tokenize.sft import SFT_SUMMED, tokenize_sft
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,19 +36,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out-prefix", required=True, type=Path, help="data/tokenized/<kind>/<dataset>")
     parser.add_argument("--settings", default="{}", help="the step's settings as one JSON object")
     parser.add_argument("--threads", type=int, help="tokenizer threads (overrides the settings' threads)")
+    parser.add_argument("--shard", type=int, default=0, help="write only this shard (0-based) of --shards")
+    parser.add_argument("--shards", type=int, default=1, help="how many shards the input is split into")
+    parser.add_argument("--merge", nargs="*", type=Path, default=[], metavar="SHARD_PREFIX",
+                        help="instead of tokenizing, merge these shard outputs (in order) into --out-prefix")
     args = parser.parse_args(argv)
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a hub, even when run by hand
     values = parse_settings(args.settings)
     settings_class = TokenizeCptSettings if args.kind == "cpt" else TokenizeSftSettings
     settings = settings_class.from_dict(values)
+    if args.merge:
+        names = ("text_document",) if args.kind == "cpt" else ("text_document", "loss_mask_document")
+        merge_shards(args.merge, args.out_prefix, names, CPT_SUMMED if args.kind == "cpt" else SFT_SUMMED)
+        return
     configure_threads(args.threads or settings.threads)
     inputs = resolve_inputs(args.input)
+    shard = Shard(args.shard, args.shards)
     if args.kind == "cpt":
-        tokenize_cpt(inputs, args.tokenizer, args.out_prefix, append_eod=settings.append_eod)
+        tokenize_cpt(inputs, args.tokenizer, args.out_prefix, append_eod=settings.append_eod, shard=shard)
     else:
         tokenize_sft(inputs, args.tokenizer, args.out_prefix, max_tokens=settings.max_tokens,
-                     overlong=settings.overlong, train_on=settings.train_on)
+                     overlong=settings.overlong, train_on=settings.train_on, shard=shard)
 
 
 if __name__ == "__main__":

@@ -7,26 +7,35 @@ sequence); the .bin dtype is uint16 when `len(tokenizer)` < 65,500, else int32. 
 difference: text that spells a special token (say "<|im_end|>" inside a document) stays literal
 text, because the backend encodes with `encode_special_tokens=True`; Megatron would turn it into
 the special token, letting data forge document and turn boundaries.
+
+Sharding: `Shard(k, n)` selects a contiguous block of input lines (the inputs' lines counted in
+order, blank ones included): lines [k*L//n, (k+1)*L//n) of L. Shards written separately and merged
+in order (`merge_shards`) give the bytes of one unsharded run.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
-import warnings
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from llmrunner.errors import StageError
-from llmrunner.jsonl import iter_records
+from llmrunner.indexed import IndexedDatasetWriter, merge_datasets, read_index, token_dtype
+from llmrunner.jsonl import iter_lines, iter_records
 
 log = logging.getLogger(__name__)
 
-BATCH_DOCS = 512  # documents per encode_batch call: enough to keep every thread busy
+BATCH_DOCS = 1024  # documents per encode_batch call at most (many short documents)
+BATCH_CHARS = 1 << 18  # text per call: enough for every thread; more only holds more encodings in memory
+# Tokenizer classes whose transformers tokenizer is tokenizer.json as it is: these load with the
+# `tokenizers` library alone, without transformers' (and torch's) 3-second import.
+PLAIN_TOKENIZER_CLASSES = ("PreTrainedTokenizerFast", "TokenizersBackend")
 
 
 def configure_threads(workers: int) -> None:
@@ -53,6 +62,63 @@ def load_tokenizer(path: str | Path):
     return tokenizer
 
 
+@dataclass
+class TextTokenizer:
+    """What CPT needs of a tokenizer: `tokenizer(text)["input_ids"]` as a batch call, eos, vocabulary size."""
+
+    backend: object
+    """The Rust `tokenizers.Tokenizer`, set to encode text spelling a special token as plain text."""
+    eos_id: int | None
+    vocab_size: int
+    """`len(tokenizer)`: base vocabulary plus added tokens."""
+
+
+def load_text_tokenizer(path: str | Path) -> TextTokenizer:
+    """The tokenizer of a model folder: with `tokenizers` alone when transformers would use its
+    tokenizer.json unchanged (`uses_tokenizer_json_as_is`), else through transformers."""
+    from tokenizers import Tokenizer
+
+    path = Path(path)
+    if not path.is_dir():
+        raise StageError(f"tokenizer folder {path} does not exist; it is the base model folder written by prepare")
+    config_path, json_path = path / "tokenizer_config.json", path / "tokenizer.json"
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    except json.JSONDecodeError:
+        config = {}  # transformers reports it, below
+    if config.get("tokenizer_class") in PLAIN_TOKENIZER_CLASSES and json_path.is_file():
+        try:
+            backend = Tokenizer.from_file(str(json_path))
+        except Exception as err:  # the Rust library raises a bare Exception on a bad file
+            raise StageError(f"cannot load {json_path} ({err}); re-create it with tokenizer.save_pretrained()") from err
+        eos = token_text(config.get("eos_token"))
+        if eos is not None and uses_tokenizer_json_as_is(config, backend):
+            backend.encode_special_tokens = True
+            return TextTokenizer(backend, backend.token_to_id(eos), backend.get_vocab_size(with_added_tokens=True))
+    tokenizer = load_tokenizer(path)
+    return TextTokenizer(literal_backend(tokenizer), tokenizer.eos_token_id, len(tokenizer))
+
+
+def token_text(token: str | dict | None) -> str | None:
+    """A token as tokenizer_config.json spells it: a string, or an AddedToken's dict."""
+    return token.get("content") if isinstance(token, dict) else token
+
+
+def uses_tokenizer_json_as_is(config: dict, backend) -> bool:
+    """Whether transformers (5.x TokenizersBackend.__init__) leaves a plain-class tokenizer.json unchanged:
+    no add_bos_token/add_eos_token (they rebuild the post-processor), every special and added token
+    already in the vocabulary (else it adds them), and a vocabulary of at most 100,000 entries (above,
+    it may patch the pre-tokenizer of Mistral-style tokenizers)."""
+    if "add_bos_token" in config or "add_eos_token" in config or backend.get_vocab_size() > 100_000:
+        return False
+    named = [config.get(f"{name}_token") for name in ("bos", "eos", "unk", "pad", "sep", "cls", "mask")]
+    for key in ("extra_special_tokens", "additional_special_tokens", "added_tokens_decoder"):
+        listed = config.get(key) or []
+        named.extend(listed.values() if isinstance(listed, dict) else listed)
+    tokens = [token_text(t) for t in named if t is not None]
+    return all(isinstance(t, str) and backend.token_to_id(t) is not None for t in tokens)
+
+
 def literal_backend(tokenizer):
     """The Rust tokenizer, set so that text spelling a special token is encoded as plain text."""
     backend = tokenizer.backend_tokenizer
@@ -60,35 +126,9 @@ def literal_backend(tokenizer):
     return backend
 
 
-def index_dtype(tokenizer) -> type[np.number]:
-    """Megatron's choice: uint16 below a vocabulary of 65,500 entries, else int32."""
-    return indexed_dataset().DType.optimal_dtype(len(tokenizer))
-
-
-def indexed_dataset():
-    """megatron.core's indexed_dataset module, imported quietly: importing megatron.core warns about
-    absent GPU packages (Transformer Engine, Apex: normal on CPU) and its own deprecations, which is
-    noise in a tokenize log."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from megatron.core.datasets import indexed_dataset as module
-    return module
-
-
-def dataset_paths(out_prefix: Path, name: str) -> tuple[Path, Path]:
-    """(`.bin`, `.idx`) of `<prefix>_<name>`, as Megatron names them (e.g. `<prefix>_text_document`)."""
-    base = f"{out_prefix}_{name}"
-    return Path(base + ".bin"), Path(base + ".idx")
-
-
-def open_builder(out_prefix: Path, name: str, dtype: type[np.number]):
-    bin_path, _ = dataset_paths(out_prefix, name)
-    bin_path.parent.mkdir(parents=True, exist_ok=True)
-    return indexed_dataset().IndexedDatasetBuilder(str(bin_path), dtype=dtype)
-
-
-def finalize_builder(builder, out_prefix: Path, name: str) -> None:
-    builder.finalize(str(dataset_paths(out_prefix, name)[1]))
+def dataset_prefix(out_prefix: Path, name: str) -> Path:
+    """`<prefix>_<name>`, as Megatron names a dataset of a tokenized corpus (e.g. `<prefix>_text_document`)."""
+    return Path(f"{out_prefix}_{name}")
 
 
 def write_stats(out_prefix: Path, stats: dict) -> Path:
@@ -97,38 +137,85 @@ def write_stats(out_prefix: Path, stats: dict) -> Path:
     return path
 
 
-def iter_field(inputs: list[Path], key: str, kind: type) -> Iterator[tuple[str, object]]:
-    """`(where, value)` for the value under `key` of every record of `inputs` (where = "file, line N");
-    a missing or mistyped value is an error."""
-    for path in inputs:
-        for number, record in iter_records(path):
+def read_stats(out_prefix: Path) -> dict:
+    path = Path(f"{out_prefix}.stats.json")
+    if not path.is_file():
+        raise StageError(f"stats file {path} does not exist; the shard that writes it has not run")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard `index` of `count` (0-based): a contiguous block of the inputs' lines."""
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise StageError(f"shard {self.index} of {self.count} does not exist; shards are 0..{self.count - 1}")
+
+    def line_ranges(self, inputs: list[Path]) -> list[range]:
+        """Per input file, the 1-based line numbers of this shard's lines."""
+        if self.count == 1:
+            return [range(1, sys.maxsize) for _ in inputs]
+        lengths = [count_lines(path) for path in inputs]
+        total = sum(lengths)
+        first, end = total * self.index // self.count, total * (self.index + 1) // self.count
+        ranges, start = [], 0  # start: lines before this file
+        for length in lengths:
+            ranges.append(range(max(first - start, 0) + 1, max(min(end - start, length), 0) + 1))
+            start += length
+        return ranges
+
+
+def count_lines(path: Path) -> int:
+    """Lines of a data file, as iter_lines numbers them (a damaged file is the same StageError)."""
+    return sum(1 for _ in iter_lines(path))
+
+
+def iter_field(inputs: list[Path], key: str, kind: type, shard: Shard = Shard()) -> Iterator[tuple[str, object]]:
+    """`(where, value)` for the value under `key` of every record of the shard's lines (where = "file,
+    line N"); lines outside the shard are not parsed. Blank lines are skipped; a bad line is an error."""
+    for path, lines in zip(inputs, shard.line_ranges(inputs)):
+        if not lines:
+            continue
+        for number, record in iter_records(path, lines):
+            where = f"{path}, line {number}"
             value = record.get(key)
             if not isinstance(value, kind):
-                raise StageError(f"{path}, line {number}: expected {key!r} to be a {kind.__name__}, got "
-                                 f"{type(value).__name__ if key in record else 'no such key'}; the data must be "
-                                 f"in the unified schema (enable the udatasets step to convert and clean it)")
-            yield f"{path}, line {number}", value
+                raise StageError(f"{where}: expected {key!r} to be a {kind.__name__}, got "
+                                 f"{type(value).__name__ if key in record else 'no such key'}; the data must "
+                                 f"be in the unified schema (enable the udatasets step to convert and clean it)")
+            yield where, value
 
 
-def batched(items: Iterator, size: int) -> Iterator[list]:
-    batch = []
+def batched(items: Iterator, size: int, max_chars: int | None = None, text=lambda item: item) -> Iterator[list]:
+    """Lists of `size` items, or fewer once their `text` adds up to `max_chars` characters."""
+    batch, chars = [], 0
     for item in items:
         batch.append(item)
-        if len(batch) == size:
+        if max_chars is not None:
+            chars += len(text(item))
+        if len(batch) == size or (max_chars is not None and chars >= max_chars):
             yield batch
-            batch = []
+            batch, chars = [], 0
     if batch:
         yield batch
 
 
-def encoded_ahead(batches: Iterator[list[str]], encode) -> Iterator[list]:
-    """The encodings of each batch, in order, while the next batch encodes in a thread: the Rust
+def encoded_ahead(batches: Iterator[list[str]], encode) -> Iterator[list[list[int]]]:
+    """The token ids of each batch's texts, in order, while the next batch encodes in a thread: the Rust
     encoder releases the GIL, so parsing the next batch and writing this one overlap it, as the
-    reference's main process overlaps its pool. At most three batches are held at a time."""
+    reference's main process overlaps its pool. At most three batches are held at a time, as ids
+    (the Encoding objects, several times larger, are dropped in the thread)."""
+    def ids_of(batch: list[str]) -> list[list[int]]:
+        return [encoding.ids for encoding in encode(batch, add_special_tokens=True)]
+
     with ThreadPoolExecutor(1) as pool:
         pending = None
         for batch in batches:
-            following = pool.submit(encode, batch, add_special_tokens=True)
+            following = pool.submit(ids_of, batch)
             if pending is not None:
                 yield pending.result()
             pending = following
@@ -136,36 +223,68 @@ def encoded_ahead(batches: Iterator[list[str]], encode) -> Iterator[list]:
             yield pending.result()
 
 
-def tokenize_cpt(inputs: list[Path], tokenizer_dir: Path, out_prefix: Path, append_eod: bool = True) -> dict:
-    """Write `<out_prefix>_text_document.{bin,idx}` and `<out_prefix>.stats.json`; return the stats."""
-    tokenizer = load_tokenizer(tokenizer_dir)
-    eod = tokenizer.eos_token_id
+def tokenize_cpt(inputs: list[Path], tokenizer_dir: Path, out_prefix: Path, append_eod: bool = True,
+                 shard: Shard = Shard()) -> dict:
+    """Write `<out_prefix>_text_document.{bin,idx}` and `<out_prefix>.stats.json` for the shard's
+    documents (all of them by default); return the stats."""
+    tokenizer = load_text_tokenizer(tokenizer_dir)
+    eod = tokenizer.eos_id
     if append_eod and eod is None:
         raise StageError(f"the tokenizer in {tokenizer_dir} has no eos_token, which CPT appends to every "
                          f"document; set eos_token in its tokenizer_config.json or set append_eod: false")
-    backend = literal_backend(tokenizer)
     # encode_batch_fast skips the offsets; add_special_tokens=True is what tokenizer(text) does.
-    encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
-    dtype = index_dtype(tokenizer)
-    builder = open_builder(out_prefix, "text_document", dtype)
+    encode = getattr(tokenizer.backend, "encode_batch_fast", tokenizer.backend.encode_batch)
+    dtype = token_dtype(tokenizer.vocab_size)
     documents = tokens = empty = 0
-    texts = (text for _, text in iter_field(inputs, "text", str))
-    with tqdm(desc="tokenize cpt", unit="doc", mininterval=5) as progress:
-        for encodings in encoded_ahead(batched(texts, BATCH_DOCS), encode):
-            for encoding in encodings:
-                ids = encoding.ids
-                if ids and append_eod:
-                    ids.append(eod)
-                builder.add_document(ids, [len(ids)] if ids else [])
-                documents += 1
-                tokens += len(ids)
-                empty += not ids
-            progress.update(len(encodings))
-    finalize_builder(builder, out_prefix, "text_document")
+    texts = (text for _, text in iter_field(inputs, "text", str, shard))
+    with (IndexedDatasetWriter(dataset_prefix(out_prefix, "text_document"), dtype) as writer,
+          tqdm(desc="tokenize cpt", unit="doc", mininterval=5) as progress):
+        for docs in encoded_ahead(batched(texts, BATCH_DOCS, BATCH_CHARS), encode):
+            if append_eod:
+                for ids in docs:
+                    if ids:
+                        ids.append(eod)
+            writer.add_documents(docs)
+            lengths = list(map(len, docs))
+            documents += len(docs)
+            tokens += sum(lengths)
+            empty += lengths.count(0)
+            progress.update(len(docs))
     stats = {"documents": documents, "tokens": tokens, "empty": empty, "append_eod": append_eod,
-             "eod_id": eod, "vocab_size": len(tokenizer), "dtype": np.dtype(dtype).name,
+             "eod_id": eod, "vocab_size": tokenizer.vocab_size, "dtype": dtype.name,
              "inputs": [str(p) for p in inputs]}
     stats_path = write_stats(out_prefix, stats)
     log.info("%d documents, %d tokens (%d empty) -> %s_text_document.{bin,idx}; stats -> %s",
              documents, tokens, empty, out_prefix, stats_path)
     return stats
+
+
+def merge_shards(shard_prefixes: list[Path], out_prefix: Path, names: tuple[str, ...], summed: tuple[str, ...]
+                 ) -> dict:
+    """Join shards (`tokenize_* --shard k`, in order) into `<out_prefix>_<name>.{bin,idx}` for each name
+    and `<out_prefix>.stats.json`: the `summed` stats add up, per key for a mapping; the rest must agree."""
+    if not shard_prefixes:
+        raise StageError("merge needs at least one shard prefix")
+    parts = [read_stats(prefix) for prefix in shard_prefixes]
+    stats = dict(parts[0])
+    for key, value in stats.items():
+        if key in summed:
+            if isinstance(value, dict):
+                keys = sorted({k for part in parts for k in part[key]})
+                stats[key] = {k: sum(part[key].get(k, 0) for part in parts) for k in keys}
+            else:
+                stats[key] = sum(part[key] for part in parts)
+        elif any(part.get(key) != value for part in parts):
+            raise StageError(f"shards {shard_prefixes[0]} and others disagree on {key!r}: they were written "
+                             f"with different settings or tokenizers; rerun the shards")
+    for name in names:
+        prefixes = [dataset_prefix(prefix, name) for prefix in shard_prefixes]
+        merge_datasets(prefixes, dataset_prefix(out_prefix, name), read_index(prefixes[0]).dtype)
+    stats_path = write_stats(out_prefix, stats)
+    log.info("merged %d shards -> %s_{%s}.{bin,idx}; stats -> %s", len(shard_prefixes), out_prefix,
+             ",".join(names), stats_path)
+    return stats
+
+
+CPT_SUMMED = ("documents", "tokens", "empty")
+"""The CPT stats that add up over shards."""

@@ -14,6 +14,10 @@ class TokenizeCptSettings:
     Megatron-LM's preprocess_data.py --append-eod."""
     threads: int = 2
     """Tokenizer threads (the Rust tokenizer's thread pool); the output does not depend on it."""
+    shards: int = 1
+    """Split the step into this many Snakemake jobs per dataset (each tokenizes a contiguous block of
+    the input lines; SLURM runs them on many nodes at once), then merge them into the same files as
+    one job writes. 1: one job."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -21,6 +25,8 @@ class TokenizeCptSettings:
             problems.append(f"append_eod: must be true or false, got {self.append_eod!r}")
         if not is_int(self.threads) or self.threads < 1:
             problems.append(f"threads: must be an integer >= 1, got {self.threads!r}")
+        if not is_int(self.shards) or self.shards < 1:
+            problems.append(f"shards: must be an integer >= 1, got {self.shards!r}")
         if problems:
             raise ConfigError("tokenize_cpt settings: " + "; ".join(problems))
 
@@ -45,6 +51,10 @@ class TokenizeSftSettings:
     """Which assistant turns are training targets (loss mask 1): every one, or only the last."""
     threads: int = 2
     """Tokenizer threads (the Rust tokenizer's thread pool); the output does not depend on it."""
+    shards: int = 1
+    """Split the step into this many Snakemake jobs per dataset (each tokenizes a contiguous block of
+    the input lines; SLURM runs them on many nodes at once), then merge them into the same files as
+    one job writes. 1: one job."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -56,6 +66,8 @@ class TokenizeSftSettings:
             problems.append(f"train_on: {self.train_on!r} is not one of {list(TRAIN_ON)}")
         if not is_int(self.threads) or self.threads < 1:
             problems.append(f"threads: must be an integer >= 1, got {self.threads!r}")
+        if not is_int(self.shards) or self.shards < 1:
+            problems.append(f"shards: must be an integer >= 1, got {self.shards!r}")
         if problems:
             raise ConfigError("tokenize_sft settings: " + "; ".join(problems))
 

@@ -25,14 +25,14 @@ import numpy as np
 from tqdm import tqdm
 
 from llmrunner.errors import StageError
+from llmrunner.indexed import IndexedDatasetWriter, token_dtype
 from llmrunner.tokenize.core import (
+    Shard,
     batched,
-    finalize_builder,
-    index_dtype,
+    dataset_prefix,
     iter_field,
     literal_backend,
     load_tokenizer,
-    open_builder,
     write_stats,
 )
 
@@ -164,17 +164,19 @@ def check_messages(where: str, messages: list) -> list[dict]:
 
 
 def tokenize_sft(inputs: list[Path], tokenizer_dir: Path, out_prefix: Path, max_tokens: int = 2048,
-                 overlong: str = "truncate", train_on: str = "all_assistant") -> dict:
-    """Write `<prefix>_text_document` and `<prefix>_loss_mask_document` (.bin/.idx) and the stats file."""
+                 overlong: str = "truncate", train_on: str = "all_assistant", shard: Shard = Shard()) -> dict:
+    """Write `<prefix>_text_document` and `<prefix>_loss_mask_document` (.bin/.idx) and the stats file,
+    for the shard's conversations (all of them by default)."""
     tokenizer = load_tokenizer(tokenizer_dir)
     encoder = ChatEncoder(tokenizer, source=f"the tokenizer in {tokenizer_dir}")
-    text_builder = open_builder(out_prefix, "text_document", index_dtype(tokenizer))
-    mask_builder = open_builder(out_prefix, "loss_mask_document", np.uint8)
     seen = written = tokens = targets = truncated = 0
     dropped: Counter[str] = Counter()
-    with tqdm(desc="tokenize sft", unit="conv", mininterval=5) as progress:
-        for batch in batched(iter_field(inputs, "messages", list), BATCH_CONVERSATIONS):
+    with (IndexedDatasetWriter(dataset_prefix(out_prefix, "text_document"), token_dtype(len(tokenizer))) as texts,
+          IndexedDatasetWriter(dataset_prefix(out_prefix, "loss_mask_document"), np.uint8) as masks,
+          tqdm(desc="tokenize sft", unit="conv", mininterval=5) as progress):
+        for batch in batched(iter_field(inputs, "messages", list, shard), BATCH_CONVERSATIONS):
             layouts = [encoder.layout(check_messages(where, msgs), train_on, where) for where, msgs in batch]
+            kept_ids, kept_masks = [], []
             for ids, mask in encoder.encode(layouts):
                 seen += 1
                 cut = len(ids) > max_tokens
@@ -185,15 +187,15 @@ def tokenize_sft(inputs: list[Path], tokenizer_dir: Path, out_prefix: Path, max_
                 if not any(mask):  # nothing to learn from (the targets were cut off, or there were none)
                     dropped["no_target"] += 1
                     continue
-                text_builder.add_document(ids, [len(ids)])
-                mask_builder.add_document(mask, [len(mask)])
-                written += 1
+                kept_ids.append(ids)
+                kept_masks.append(mask)
                 truncated += cut
                 tokens += len(ids)
                 targets += sum(mask)
+            texts.add_documents(kept_ids)
+            masks.add_documents(kept_masks)
+            written += len(kept_ids)
             progress.update(len(batch))
-    finalize_builder(text_builder, out_prefix, "text_document")
-    finalize_builder(mask_builder, out_prefix, "loss_mask_document")
     assert seen == written + sum(dropped.values())
     stats = {"conversations": written, "tokens": tokens, "target_tokens": targets, "truncated": truncated,
              "dropped": sum(dropped.values()), "dropped_by_reason": dict(sorted(dropped.items())), "input": seen,
@@ -204,3 +206,7 @@ def tokenize_sft(inputs: list[Path], tokenizer_dir: Path, out_prefix: Path, max_
              "_document.{bin,idx}; stats -> %s", written, seen, tokens, targets, truncated, stats["dropped"],
              out_prefix, stats_path)
     return stats
+
+
+SFT_SUMMED = ("conversations", "tokens", "target_tokens", "truncated", "dropped", "dropped_by_reason", "input")
+"""The SFT stats that add up over shards."""

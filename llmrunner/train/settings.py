@@ -10,7 +10,7 @@ from llmrunner.settings import settings_from_dict
 DECAY_STYLES = ("cosine", "linear", "constant")
 PRECISIONS = ("fp32", "bf16")
 # Settings that change speed but never the weights: left out of the resume fingerprint.
-NOT_IN_FINGERPRINT = ("threads",)
+NOT_IN_FINGERPRINT = ("threads", "stop_before_time_limit")
 
 
 @dataclass(frozen=True)
@@ -85,14 +85,20 @@ class TrainSettings:
     """fp32, or bf16 (bf16 weights with fp32 master weights; needs a GPU)."""
 
     nproc_per_node: int = 1
-    """Training processes on the node (GPUs per node on a cluster); above 1 the entry point runs itself
-    under torchrun. The data-parallel size is nproc_per_node / (tensor_parallel x pipeline_parallel)."""
+    """Training processes per node; above 1 the entry point runs itself under torchrun. 1 (the default)
+    means one per GPU the job got on the node in a SLURM job with GPUs. The data-parallel size is
+    processes x nodes / (tensor_parallel x pipeline_parallel)."""
 
     tensor_parallel: int = 1
     """Tensor-parallel size (the number of processes must be a multiple of tp x pp)."""
 
     pipeline_parallel: int = 1
     """Pipeline-parallel size."""
+
+    stop_before_time_limit: int = 600
+    """In a SLURM job with a time limit: save a checkpoint and exit (status 140, resumed by the rerun)
+    after the first step that ends later than this many seconds before the limit; 0: never. Must cover
+    one step plus a save. Does not change the result's identity."""
 
     threads: int = 2
     """CPU threads for torch (`torch.set_num_threads`) in each process; does not change the result's identity."""
@@ -113,7 +119,7 @@ class TrainSettings:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 problems.append(f"`{name}` must be a positive integer, got {value!r}")
-        for name in ("warmup_iters", "keep_last", "eval_interval", "eval_iters", "seed"):
+        for name in ("warmup_iters", "keep_last", "eval_interval", "eval_iters", "seed", "stop_before_time_limit"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 problems.append(f"`{name}` must be a non-negative integer, got {value!r}")

@@ -1,15 +1,15 @@
 """Stopping on a scheduler's signal: finish the step, save a checkpoint, exit non-zero.
 
-SLURM sends SIGUSR2 ahead of the wall-time limit when the job asks for it
-(`--signal=B:SIGUSR2@<seconds>`), and SIGTERM when it cancels or preempts a job. Either one only
-sets a flag; the training loop reads it after every step, saves, and leaves with exit status
-128 + signal, so Snakemake keeps the job incomplete and its rerun resumes from that checkpoint.
+SLURM sends SIGUSR2 ahead of the wall-time limit when a job submitted by hand asks for it
+(`sbatch --signal=B:SIGUSR2@<seconds>`; under Snakemake's executor the time limit is read instead,
+launch.py), and SIGTERM when it cancels or preempts a job. Either one only sets a flag; the
+training loop reads it after every step, saves, and leaves with exit status 128 + signal, so
+Snakemake keeps the job incomplete and its rerun resumes from that checkpoint.
 """
 from __future__ import annotations
 
 import logging
 import signal
-import sys
 
 import torch
 
@@ -30,7 +30,10 @@ class StopRequest:
 
     def _handle(self, signum: int, frame: object) -> None:
         if self.signum:
-            sys.exit(128 + signum)  # a second signal: the sender will not wait for the checkpoint
+            # torchrun forwards SLURM's signal, and a SIGTERM often follows SIGUSR2: keep saving.
+            log.warning("%s received while stopping: the checkpoint is still being written",
+                        signal.Signals(signum).name)
+            return
         self.signum = signum
         log.warning("%s received: stopping after this step with a checkpoint", signal.Signals(signum).name)
 

@@ -1,19 +1,25 @@
 """Adapters: one raw JSON object -> a record in the unified schema, or the reason it is rejected.
 
-Unified schema: CPT `{"text": str, ...meta}`; SFT `{"messages": [{"role", "content"}, ...], ...meta}`.
-Keys other than the ones an adapter reads are kept as metadata; messages keep only role and content.
-Every SFT adapter builds messages and hands them to `adapt_messages`, so all chats obey one rule set.
+Unified schema (config/schemas/records/{cpt,sft}.schema.json, docs/records.md): CPT `{"text": str, ...meta}`;
+SFT `{"messages": [{"role", "content"}, ...], ...meta}`. Keys other than the ones an adapter reads are kept as
+metadata; messages keep only role and content. Every CPT adapter ends in `adapt_text` and every SFT adapter
+(custom ones included) in `adapt_messages`, so these two functions are the one place the rules live.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
 
-ROLES = ("system", "user", "assistant")
-# ShareGPT speaker names -> roles. "tool" maps to itself and is rejected (bad_role) until tool turns
-# are part of the SFT schema: dropping them silently would change what the conversation means.
+ROLES = ("system", "user", "assistant", "tool")
+# Turn order after the optional first system turn: which roles may follow each role. A tool turn carries
+# the result of a call the assistant made in the turn before; the assistant then answers (or calls again).
+NEXT_ROLES = {"user": ("assistant",), "assistant": ("user", "tool"), "tool": ("tool", "assistant")}
+# ShareGPT speaker names -> roles, with LLaMA-Factory's tool names: `function_call` is the assistant's
+# call (trained, like any assistant turn), `observation` / `function` / `tool` the result (never trained).
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-                  "system": "system", "tool": "tool"}
+                  "system": "system", "function_call": "assistant", "observation": "tool", "function": "tool",
+                  "tool": "tool"}
+SOURCE_KEYS = {"dataset": str, "file": str, "line": int}  # one source of an augmented record
 
 Adapted = tuple[dict | None, str | None]  # (unified record, None) or (None, reject reason)
 Adapter = Callable[[dict], Adapted]
@@ -43,12 +49,47 @@ def adapt_text(record: dict, text_key: str = "text") -> Adapted:
         return None, "missing_text"
     if not isinstance(text, str):
         return None, "text_not_a_string"
-    meta.pop("text", None)  # a raw `text` that is not the document must not overwrite it
+    # Reserved keys: a raw `text` that is not the document must not overwrite it, and a `messages` key
+    # would make the record look like a conversation to the later steps.
+    meta.pop("text", None)
+    meta.pop("messages", None)
     return {"text": text, **meta}, None
 
 
+def turn_order_problem(roles: list[str]) -> str | None:
+    """Why a conversation with these roles (each one of ROLES) is not trainable, or None (docs/records.md):
+    at most one system turn, first; then the user, and user and assistant alternate, tool turns only after
+    an assistant turn or another tool turn; the last turn is the assistant's."""
+    if "user" not in roles:
+        return "no_user_turn"
+    if "assistant" not in roles:
+        return "no_assistant_turn"
+    if roles[-1] != "assistant":
+        return "last_turn_not_assistant"
+    if "system" in roles[1:]:
+        return "system_not_first"
+    turns = roles[1:] if roles[0] == "system" else roles
+    if turns[0] != "user":
+        return "first_turn_not_user"
+    for previous, role in zip(turns, turns[1:]):
+        if role not in NEXT_ROLES[previous]:
+            return "tool_not_after_assistant" if role == "tool" else "roles_not_alternating"
+    return None
+
+
+def is_augmentation_marker(value: object) -> bool:
+    """Whether `value` is a well-formed `augmentation` metadata value: `{"kind": str, "from": [source, ...]}`
+    (a record written by augment.py and read again, for example when processed output becomes raw data)."""
+    return (isinstance(value, dict) and set(value) == {"kind", "from"} and isinstance(value["kind"], str)
+            and isinstance(value["from"], list) and len(value["from"]) > 0
+            and all(isinstance(source, dict) and set(source) == set(SOURCE_KEYS)
+                    and all(isinstance(source[k], t) and not isinstance(source[k], bool)
+                            for k, t in SOURCE_KEYS.items()) for source in value["from"]))
+
+
 def adapt_messages(record: dict) -> Adapted:
-    """SFT: OpenAI-style `messages`; at least one user and one assistant turn, the last one the assistant's."""
+    """SFT: OpenAI-style `messages`, each `{"role", "content": str}`, in a trainable order (turn_order_problem).
+    Metadata are kept; `augmentation`, reserved for the marker augment.py writes, must be well-formed."""
     if "messages" not in record:
         return None, "missing_messages"
     messages = record["messages"]
@@ -63,13 +104,11 @@ def adapt_messages(record: dict) -> Adapted:
         if not isinstance(message.get("content"), str):
             return None, "content_not_a_string"
         clean.append({"role": message["role"], "content": message["content"]})
-    roles = [m["role"] for m in clean]
-    if "user" not in roles:
-        return None, "no_user_turn"
-    if "assistant" not in roles:
-        return None, "no_assistant_turn"
-    if roles[-1] != "assistant":
-        return None, "last_turn_not_assistant"
+    problem = turn_order_problem([m["role"] for m in clean])
+    if problem is not None:
+        return None, problem
+    if "augmentation" in record and not is_augmentation_marker(record["augmentation"]):
+        return None, "bad_augmentation_marker"
     meta = {k: v for k, v in record.items() if k != "messages"}
     return {"messages": clean, **meta}, None
 
@@ -80,7 +119,7 @@ def _chat(messages: list[dict], meta: dict) -> Adapted:
 
 
 def adapt_sharegpt(record: dict) -> Adapted:
-    """SFT: ShareGPT `conversations`, a list of `{"from": human|gpt|system|tool, "value": str}`."""
+    """SFT: ShareGPT `conversations`, a list of `{"from": <a key of SHAREGPT_ROLES>, "value": str}`."""
     found, turns, meta = take(record, "conversations")
     if not found:
         return None, "missing_conversations"

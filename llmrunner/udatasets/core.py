@@ -1,26 +1,29 @@
-"""udatasets: raw records of any format -> validated, cleaned, exact-de-duplicated records in the unified schema.
+"""udatasets: raw records of any format -> validated, cleaned, de-duplicated records in the unified schema.
 
-Per record: adapter -> cleaning (clean.py: NFC, control characters, whitespace) -> empty / length filters ->
-exact de-duplication, the last two on the cleaned text.
+Per record (shard.py, the map side, in parallel): adapter -> cleaning (clean.py: NFC, control characters,
+whitespace) -> empty / character / token length filters, then its exact-dedup hash and MinHash signature.
+Then (dedup.py, the gather side, in input order): exact de-dup, near de-dup, across every dataset of the
+kind before this one; SFT augmentation (augment.py) of the kept records.
 
 One streaming pass over the raw files (sorted by name, records in order). Every input record ends in
 exactly one of three places, so the stats add up: the kept data, the rejects (with a reason), or
-the duplicates (naming the first occurrence, which is the one kept). Memory is bounded by the
-de-duplication table (16 bytes of hash + a location per kept record).
+the duplicates (naming the kept record it matched). Memory is bounded by the de-dup index (per kept
+record: 16 bytes of hash, its signature when near de-dup is on, and its location).
+
+Three ways to run it, with the same output: everything in one process (`clean_documents`), or map jobs
+(`write_shard`, shard i of n) and one gather job per dataset (`gather_shards`).
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 
 from llmrunner.errors import ConfigError
-from llmrunner.udatasets.adapters import Adapter
-from llmrunner.udatasets.clean import Cleaning
-from llmrunner.udatasets.readers import BLANK, RawItem, iter_raw
-from llmrunner.udatasets.records import content_chars, dedup_key, is_blank
+from llmrunner.udatasets.augment import AugmentSettings
+from llmrunner.udatasets.dedup import ShardGroup, gather, open_shard_groups, parse_shard
+from llmrunner.udatasets.near_dup import MinHashConfig
+from llmrunner.udatasets.shard import RecordRules, shard_lines
 
 log = logging.getLogger(__name__)
 
@@ -34,87 +37,51 @@ def output_paths(out: Path) -> dict[str, Path]:
             "duplicates": out.with_name(f"{stem}.duplicates.jsonl"), "stats": out.with_name(f"{stem}.stats.json")}
 
 
-def check_record(item: RawItem, adapter: Adapter, min_chars: int, max_chars: int | None,
-                 cleaning: Cleaning = Cleaning()) -> tuple[dict | None, str | None, bool]:
-    """One raw item -> (cleaned unified record, None, cleaned?) or (None, reason, cleaned?); `cleaned`:
-    whether cleaning changed the record's text (whatever became of the record afterwards)."""
-    if item.record is None:
-        return None, item.reason, False
-    record, reason = adapter(item.record)
-    if record is None:
-        return None, reason, False
-    record, cleaned = cleaning.record(record)
-    if is_blank(record):
-        return None, "empty", cleaned
-    chars = content_chars(record)
-    if chars < min_chars:
-        return None, "too_short", cleaned
-    if max_chars is not None and chars > max_chars:
-        return None, "too_long", cleaned
-    return record, None, cleaned
-
-
-def clean_documents(inputs: list[Path], out: Path, adapter: Adapter, min_chars: int = 1,
-                    max_chars: int | None = None, dedup: str = "exact", txt_mode: str = "document",
-                    cleaning: Cleaning = Cleaning()) -> dict:
-    """Clean the records of `inputs` into `out` (+ rejects, duplicates, stats files); return the stats.
-    `adapter` turns one raw object into a unified record (see adapters.builtin_adapter); `cleaning` is
-    applied to its text before the length filters and de-duplication."""
+def clean_documents(inputs: list[Path], out: Path, rules: RecordRules, dedup: str = "exact",
+                    augment: AugmentSettings | None = None, workers: int = 1) -> dict:
+    """Clean the records of `inputs` (one dataset) into `out` (+ rejects, duplicates, stats files) in one
+    process with `workers` worker processes; return the stats. The dataset is named after `out`."""
     paths = output_paths(out)
+    dataset = out.name[: -len(".jsonl")]
+    lines = (line for block in shard_lines(inputs, rules, dataset, workers=workers) for line in block.split(b"\n")[:-1])
+    header, entries = parse_shard(lines, f"the records of {dataset}")
+    stats = gather([ShardGroup(dataset, header["files"], entries)], paths, exact=dedup == "exact",
+                   near=rules.minhash, augment_settings=augment)
+    _log_stats(stats, paths)
+    return stats
+
+
+def write_shard(inputs: list[Path], out: Path, rules: RecordRules, dataset: str, shard: int, shards: int,
+                workers: int = 1) -> None:
+    """The map job: write shard `shard` of `shards` of the dataset's records to `out` (a shard file)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    rejected: Counter[str] = Counter()
-    n_input = kept = duplicates = blank = cleaned = 0
-    seen: dict[bytes, tuple[str, int]] = {}
-    with open(paths["data"], "wb") as data, open(paths["rejects"], "wb") as rejects, \
-            open(paths["duplicates"], "wb") as dups:
+    with open(out, "wb") as stream:
+        for block in shard_lines(inputs, rules, dataset, shard, shards, workers):
+            stream.write(block)
+    log.info("shard %d of %d of %s -> %s", shard, shards, dataset, out)
 
-        def write(stream, obj: dict) -> None:
-            stream.write(json.dumps(obj, ensure_ascii=False).encode("utf-8") + b"\n")
 
-        for path in inputs:
-            file_input = 0
-            for item in iter_raw(path, txt_mode):
-                if item.reason == BLANK:
-                    blank += 1  # not a record: trailing newlines, spacing between records
-                    continue
-                file_input += 1
-                record, reason, changed = check_record(item, adapter, min_chars, max_chars, cleaning)
-                cleaned += changed
-                if record is not None:
-                    try:
-                        # default=str: parquet values that JSON lacks (dates, decimals) become their strings;
-                        # allow_nan=False: a NaN would make the line invalid JSON.
-                        encoded = json.dumps(record, ensure_ascii=False, allow_nan=False,
-                                             default=str).encode("utf-8") + b"\n"
-                    except UnicodeEncodeError:  # a "\ud800"-style escape decodes to a lone surrogate
-                        record, reason = None, "invalid_unicode"
-                    except ValueError:
-                        record, reason = None, "not_json_serialisable"
-                if record is None:
-                    rejected[reason] += 1
-                    write(rejects, {"file": path.name, "line": item.number, "reason": reason, "raw": item.raw})
-                    continue
-                if dedup == "exact":
-                    digest = hashlib.blake2b(dedup_key(record).encode("utf-8"), digest_size=16).digest()
-                    first = seen.setdefault(digest, (path.name, item.number))
-                    if first != (path.name, item.number):
-                        duplicates += 1
-                        write(dups, {"file": path.name, "line": item.number,
-                                     "duplicate_of": {"file": first[0], "line": first[1]}})
-                        continue
-                data.write(encoded)
-                kept += 1
-            n_input += file_input
-            log.info("read %s: %d records", path, file_input)
+def gather_shards(shard_files: list[Path], out: Path, dedup: str = "exact", near: MinHashConfig | None = None,
+                  augment: AugmentSettings | None = None) -> dict:
+    """The gather job: `shard_files` are the shard files of the datasets before this one (in the fixed
+    order, for the de-dup index) and then this dataset's (named after `out`), each dataset's in shard
+    order. Writes the four outputs and returns the stats."""
+    paths = output_paths(out)
+    dataset = out.name[: -len(".jsonl")]
+    with ExitStack() as stack:
+        groups = open_shard_groups(shard_files, stack)
+        names = [g.dataset for g in groups]
+        if not groups or names[-1] != dataset or dataset in names[:-1]:
+            raise ConfigError(f"gather: the last shard files must be those of {dataset!r} (the --out dataset), "
+                              f"each dataset's once; got datasets {names}")
+        stats = gather(groups, paths, exact=dedup == "exact", near=near, augment_settings=augment)
+    _log_stats(stats, paths)
+    return stats
 
-    # cleaned: records whose text cleaning changed, wherever they ended (informational, not in the identity)
-    stats = {"input": n_input, "kept": kept, "rejected": dict(sorted(rejected.items())),
-             "duplicates": {"exact": duplicates}, "cleaned": cleaned, "blank_lines": blank,
-             "files": [p.name for p in inputs]}
-    assert n_input == kept + sum(rejected.values()) + duplicates, stats
-    paths["stats"].write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
-    log.info("input %d = kept %d + rejected %d + duplicates %d (cleaned %d)", n_input, kept,
-             sum(rejected.values()), duplicates, cleaned)
+
+def _log_stats(stats: dict, paths: dict[str, Path]) -> None:
+    log.info("input %d = kept %d + rejected %d + duplicates %d exact, %d near (cleaned %d; augmented %d)",
+             stats["input"], stats["kept"], sum(stats["rejected"].values()), stats["duplicates"]["exact"],
+             stats["duplicates"]["near"], stats["cleaned"], stats["augmented"])
     for name, path in paths.items():
         log.info("%s -> %s", name, path)
-    return stats

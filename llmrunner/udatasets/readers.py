@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from llmrunner.errors import StageError
-from llmrunner.jsonl import DATA_SUFFIXES, iter_lines, open_binary
+from llmrunner.jsonl import DATA_SUFFIXES, Line, iter_lines, open_binary
 from llmrunner.udatasets.json_stream import STRICT_JSON, iter_json_array
 
 RAW_SUFFIXES = DATA_SUFFIXES + (".json", ".parquet", ".csv", ".txt")
@@ -50,19 +50,21 @@ def _object_item(number: int, raw: str, value: object) -> RawItem:
     return RawItem(number, raw, value)
 
 
+def jsonl_item(line: Line) -> RawItem:
+    """One line of a JSON Lines file, parsed."""
+    if not line.text.strip():
+        return RawItem(line.number, line.text, None, BLANK)
+    if not line.valid_utf8:
+        return RawItem(line.number, line.text, None, "invalid_utf8")
+    try:
+        value = STRICT_JSON.decode(line.text)
+    except (ValueError, RecursionError):  # ValueError covers JSONDecodeError and over-long integers
+        return RawItem(line.number, line.text, None, "invalid_json")
+    return _object_item(line.number, line.text, value)
+
+
 def read_jsonl(path: Path) -> Iterator[RawItem]:
-    for line in iter_lines(path):
-        if not line.text.strip():
-            yield RawItem(line.number, line.text, None, BLANK)
-        elif not line.valid_utf8:
-            yield RawItem(line.number, line.text, None, "invalid_utf8")
-        else:
-            try:
-                value = STRICT_JSON.decode(line.text)
-            except (ValueError, RecursionError):  # ValueError covers JSONDecodeError and over-long integers
-                yield RawItem(line.number, line.text, None, "invalid_json")
-                continue
-            yield _object_item(line.number, line.text, value)
+    return map(jsonl_item, iter_lines(path))
 
 
 def read_json(path: Path) -> Iterator[RawItem]:
@@ -148,3 +150,18 @@ def iter_raw(path: Path, txt_mode: str = "document") -> Iterator[RawItem]:
     if name.endswith(".txt"):
         return read_txt(path, txt_mode)
     raise StageError(f"{path}: not a raw data file (formats: {', '.join(RAW_SUFFIXES)})")
+
+
+def iter_items(paths: list[Path], txt_mode: str = "document", shard: int = 0,
+               shards: int = 1) -> Iterator[tuple[int, Line | RawItem]]:
+    """(index of the file in `paths`, item) for the items of `paths`, in order, whose running index j over all
+    items of all files (blank lines included) has j % shards == shard. A JSON Lines item is its `Line`, not
+    parsed (`jsonl_item` parses it), so a shard never parses the lines that other shards own; the other
+    formats are parsed as they are read."""
+    j = 0
+    for number, path in enumerate(paths):
+        items = iter_lines(path) if path.name.endswith(DATA_SUFFIXES) else iter_raw(path, txt_mode)
+        for item in items:
+            if j % shards == shard:
+                yield number, item
+            j += 1

@@ -16,6 +16,21 @@ def dedup_key(record: dict) -> str:
     return normalise(record["text"])
 
 
+def near_dup_text(record: dict) -> str:
+    """What near-duplicate detection compares: the exact-dedup normalisation, case-folded (SFT: each turn as
+    `role: content`, one per line), so that case and spacing never hide a near duplicate."""
+    if "messages" in record:
+        return "\n".join(f"{m['role']}: {normalise(m['content'])}" for m in record["messages"]).casefold()
+    return normalise(record["text"]).casefold()
+
+
+def contents(record: dict) -> list[str]:
+    """The texts whose tokens a token-length filter counts: the text (CPT) or every message content (SFT)."""
+    if "messages" in record:
+        return [m["content"] for m in record["messages"]]
+    return [record["text"]]
+
+
 def content_chars(record: dict) -> int:
     """Characters of content: the text (CPT) or the sum over message contents (SFT)."""
     if "messages" in record:
@@ -24,9 +39,10 @@ def content_chars(record: dict) -> int:
 
 
 def is_blank(record: dict) -> bool:
-    """No content but whitespace (SFT: in every turn)."""
+    """No content but whitespace (SFT: in any user or assistant turn; an empty system prompt or tool result
+    is allowed — docs/records.md)."""
     if "messages" in record:
-        return not any(m["content"].strip() for m in record["messages"])
+        return any(not m["content"].strip() for m in record["messages"] if m["role"] in ("user", "assistant"))
     return not record["text"].strip()
 
 

@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from llmrunner.errors import ConfigError
 from llmrunner.settings import is_int, settings_from_dict
 from llmrunner.udatasets.adapters import Adapter, builtin_adapter
+from llmrunner.udatasets.augment import AugmentSettings
 from llmrunner.udatasets.clean import WHITESPACE_MODES, Cleaning
 from llmrunner.udatasets.custom import custom_adapter
+from llmrunner.udatasets.near_dup import MinHashConfig
 from llmrunner.udatasets.readers import TXT_MODES
+from llmrunner.udatasets.shard import RecordRules
 
 # adapter -> the kind of record it produces (None: either, decided by the user's function)
 ADAPTERS = {"text": "cpt", "messages": "sft", "sharegpt": "sft", "alpaca": "sft", "prompt_response": "sft",
@@ -45,9 +49,30 @@ class UdatasetsSettings:
     """Reject a record whose text (CPT) or total message content (SFT) has fewer characters (after cleaning)."""
     max_chars: int | None = None
     """Reject a record with more characters than this; None: no limit."""
+    min_tokens: int | None = None
+    """Reject a record with fewer tokens (base-model tokenizer; the text, or the sum over the message contents,
+    without special tokens or chat template); None: no limit. A token filter makes the base model an input."""
+    max_tokens: int | None = None
+    """Reject a record with more tokens than this (counted as for min_tokens); None: no limit."""
     dedup: str = "exact"
     """'exact': keep the first of records whose cleaned text, NFC-normalised and whitespace-collapsed, is equal;
-    'none': keep every record."""
+    'none': keep every record. Across every dataset of the same kind, in pipeline.yaml order."""
+    near_dedup: bool = False
+    """Also drop near duplicates (after exact de-dup): records whose MinHash-estimated Jaccard similarity of
+    word shingles (case-folded, whitespace-collapsed text) with a kept record reaches near_threshold."""
+    near_threshold: float = 0.8
+    """Estimated Jaccard similarity at or above which a record is a near duplicate (0 < t <= 1)."""
+    near_shingle_words: int = 5
+    """Words per shingle for near de-dup (a text with fewer words is one shingle)."""
+    near_num_perm: int = 128
+    """MinHash permutations: more estimate the similarity more closely, at more time and memory."""
+    augment: dict | None = None
+    """SFT augmentation settings (augment.py, AugmentSettings); None or all fractions 0: off."""
+    shards: int = 1
+    """Split each dataset over this many map jobs (scatter/gather, e.g. SLURM jobs in parallel); the outputs
+    are the same, byte for byte, for any number. Changes the job plan, not the output."""
+    threads: int = 2
+    """Worker processes of one job (also the Snakemake job's threads); the output does not depend on it."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -73,14 +98,64 @@ class UdatasetsSettings:
         elif self.max_chars is not None and is_int(self.min_chars) and self.max_chars < self.min_chars:
             problems.append(f"max_chars ({self.max_chars}) is below min_chars ({self.min_chars}): "
                             f"every record would be rejected")
+        for key in ("min_tokens", "max_tokens"):
+            value = getattr(self, key)
+            if value is not None and (not is_int(value) or value < (0 if key == "min_tokens" else 1)):
+                problems.append(f"{key}: must be null or an integer >= {0 if key == 'min_tokens' else 1}, "
+                                f"got {value!r}")
+        if is_int(self.min_tokens) and is_int(self.max_tokens) and self.max_tokens < self.min_tokens:
+            problems.append(f"max_tokens ({self.max_tokens}) is below min_tokens ({self.min_tokens}): "
+                            f"every record would be rejected")
         if self.dedup not in DEDUP_MODES:
             problems.append(f"dedup: {self.dedup!r} is not one of {list(DEDUP_MODES)}")
+        if not isinstance(self.near_dedup, bool):
+            problems.append(f"near_dedup: must be true or false, got {self.near_dedup!r}")
+        threshold = self.near_threshold
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
+            problems.append(f"near_threshold: must be a number above 0 and at most 1, got {threshold!r}")
+        for key, minimum in (("near_shingle_words", 1), ("near_num_perm", 2), ("shards", 1), ("threads", 1)):
+            if not is_int(getattr(self, key)) or getattr(self, key) < minimum:
+                problems.append(f"{key}: must be an integer >= {minimum}, got {getattr(self, key)!r}")
+        if self.augment is not None:
+            try:
+                AugmentSettings.from_dict(self.augment)
+            except ConfigError as err:
+                problems.append(str(err).removeprefix("udatasets settings: "))
         if problems:
             raise ConfigError("udatasets settings: " + "; ".join(problems))
 
     @classmethod
     def from_dict(cls, values: dict) -> UdatasetsSettings:
         return settings_from_dict(cls, values, "udatasets")
+
+    def counts_tokens(self) -> bool:
+        """Whether a token-length filter is set (then the base model's tokenizer is needed)."""
+        return self.min_tokens is not None or self.max_tokens is not None
+
+    def minhash(self) -> MinHashConfig | None:
+        """The near-duplicate config, or None when near de-dup is off."""
+        if not self.near_dedup:
+            return None
+        return MinHashConfig(threshold=float(self.near_threshold), shingle_words=self.near_shingle_words,
+                             num_perm=self.near_num_perm)
+
+    def augment_settings(self, kind: str) -> AugmentSettings | None:
+        """What augment.py makes for a dataset of `kind`: None for CPT (never augmented) or when off."""
+        if kind != "sft" or self.augment is None:
+            return None
+        settings = AugmentSettings.from_dict(self.augment)
+        return settings if settings.enabled() else None
+
+    def record_rules(self, kind: str, dataset: str, tokenizer: Path | None = None) -> RecordRules:
+        """What happens to each record of the dataset on its own (the map side); `tokenizer`: the base model
+        folder, required when a token filter is set."""
+        if self.counts_tokens() and tokenizer is None:
+            raise ConfigError("udatasets: min_tokens / max_tokens are set, so the base model's tokenizer is needed: "
+                              "pass --tokenizer <HF model folder> (the workflow passes the base model)")
+        return RecordRules(adapter=self.make_adapter(kind, dataset), cleaning=self.cleaning(),
+                           min_chars=self.min_chars, max_chars=self.max_chars, min_tokens=self.min_tokens,
+                           max_tokens=self.max_tokens, tokenizer=tokenizer if self.counts_tokens() else None,
+                           txt_mode=self.txt_mode, minhash=self.minhash())
 
     def cleaning(self) -> Cleaning:
         """The cleaning applied to each record's text after the adapter."""

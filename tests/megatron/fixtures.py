@@ -1,5 +1,5 @@
-"""Tiny offline fixtures for the Megatron-side tests: a random Qwen3 HF folder with a WordLevel
-tokenizer, and token data written with megatron-core's IndexedDatasetBuilder."""
+"""Tiny offline fixtures for the Megatron-side tests: random HF folders (Qwen3, Qwen2, Llama) with a
+WordLevel tokenizer, and token data written with megatron-core's IndexedDatasetBuilder."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,26 +22,45 @@ def write_tokenizer(out: Path) -> None:
                             additional_special_tokens=SPECIALS[1:]).save_pretrained(out)
 
 
-def build_hf_model(out: Path, *, tied: bool, seed: int = 0, hidden: int = 64, layers: int = 2,
-                   heads: int = 4, kv_heads: int = 2, head_dim: int = 16, ffn: int = 128, vocab: int = VOCAB) -> Path:
-    """A random-init Qwen3ForCausalLM (float32 safetensors) plus tokenizer in `out`."""
-    import torch
-    from transformers import Qwen3Config, Qwen3ForCausalLM
+# Llama 3.1's RoPE scaling (transformers 5 config form); the base max_position_embeddings must exceed 8192.
+LLAMA3_ROPE = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
+               "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
 
-    config = Qwen3Config(vocab_size=vocab, hidden_size=hidden, intermediate_size=ffn, num_hidden_layers=layers,
-                         num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=head_dim,
-                         max_position_embeddings=512, rope_theta=1e6, rms_norm_eps=1e-6,
-                         tie_word_embeddings=tied, eos_token_id=0, pad_token_id=0, bos_token_id=None,
-                         dtype="float32")
+
+def hf_config(architecture: str = "qwen3", *, tied: bool, hidden: int = 64, layers: int = 2, heads: int = 4,
+              kv_heads: int = 2, head_dim: int = 16, ffn: int = 128, vocab: int = VOCAB,
+              rope: dict | None = None):
+    """A tiny transformers config of a supported family (qwen3, qwen2, llama), float32."""
+    from transformers import AutoConfig
+
+    rope = rope or {"rope_type": "default", "rope_theta": 1e6}
+    return AutoConfig.for_model(architecture, vocab_size=vocab, hidden_size=hidden, intermediate_size=ffn,
+                                num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
+                                head_dim=head_dim, max_position_embeddings=16384 if rope.get("factor") else 512,
+                                rope_parameters=rope, rms_norm_eps=1e-6, tie_word_embeddings=tied,
+                                eos_token_id=0, pad_token_id=0, bos_token_id=None, dtype="float32")
+
+
+def random_hf_model(config, seed: int = 0):
+    """A random-init model for the config, with norms and biases perturbed away from HF's init (ones and
+    zeros), so that a mix-up of norms or biases in a mapping shows."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = Qwen3ForCausalLM(config)
-        # HF zero-inits nothing but norms are ones: perturb them so the mapping of norms is tested.
+        model = AutoModelForCausalLM.from_config(config)
         with torch.no_grad():
             for name, p in model.named_parameters():
-                if "norm" in name:
+                if "norm" in name or name.endswith(".bias"):
                     p.add_(0.1 * torch.randn_like(p))
-    model.save_pretrained(out)
+    return model
+
+
+def build_hf_model(out: Path, architecture: str = "qwen3", *, tied: bool, seed: int = 0,
+                   rope: dict | None = None) -> Path:
+    """A random-init HF model of the family (float32 safetensors) plus tokenizer in `out`."""
+    random_hf_model(hf_config(architecture, tied=tied, rope=rope), seed).save_pretrained(out)
     write_tokenizer(out)
     return out
 

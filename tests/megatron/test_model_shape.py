@@ -40,3 +40,23 @@ def test_inconsistent_shape_is_rejected() -> None:
     with pytest.raises(StageError, match="not a multiple") as err:
         dataclasses.replace(SHAPE, num_key_value_heads=3, eos_token_id=9000)
     assert "eos_token_id 9000" in str(err.value)
+
+
+def test_layout_flags_are_recorded_and_model_json_of_earlier_versions_still_loads(tmp_path: Path) -> None:
+    llama = dataclasses.replace(SHAPE, architecture="llama", qk_norm=False, rope_scaling_factor=8.0)
+    llama.save(tmp_path)
+    data = json.loads((tmp_path / MODEL_JSON).read_text())
+    assert (data["qkv_bias"], data["qk_norm"], data["rope_scaling_factor"]) == (False, False, 8.0)
+    assert ModelShape.load(tmp_path) == llama
+    earlier = {k: v for k, v in dataclasses.asdict(SHAPE).items()
+               if k not in ("qkv_bias", "qk_norm", "rope_scaling_factor")}  # Qwen3-only model.json
+    assert ModelShape.from_dict(earlier) == SHAPE
+
+
+def test_layout_must_match_the_architecture() -> None:
+    with pytest.raises(StageError) as err:
+        dataclasses.replace(SHAPE, architecture="qwen2")
+    assert "qkv_bias is False but qwen2 models have qkv_bias True" in str(err.value)
+    assert "qk_norm is True but qwen2 models have qk_norm False" in str(err.value)
+    with pytest.raises(StageError, match="'mistral' is not one of"):
+        dataclasses.replace(SHAPE, architecture="mistral")

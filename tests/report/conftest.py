@@ -48,7 +48,16 @@ def make_experiment(root: Path, cpt: bool) -> None:
     write_json(root / "reports/eval/sft/results.json", eval_results(2.5, 0.31))
     if cpt:
         write_json(root / "data/processed/cpt/web.stats.json",
-                   {"input": 1000, "kept": 950, "rejected": {"too_short": 30}, "duplicates": {"exact": 20}})
+                   {"input": 1000, "kept": 950, "rejected": {"too_short": 30}, "duplicates": {"exact": 15, "near": 5},
+                    "augmented": 0, "duplicates_by_dataset": {"web": {"exact": 15, "near": 5}},
+                    "lengths": {"chars": {"records": 950, "mean": 180.5, "histogram": [
+                        {"from": 64, "to": 127, "records": 200}, {"from": 128, "to": 255, "records": 600},
+                        {"from": 256, "to": 511, "records": 150}]}}})
+        write_json(root / "data/processed/cpt/books.stats.json",
+                   {"input": 10, "kept": 7, "rejected": {}, "duplicates": {"exact": 2, "near": 1}, "augmented": 0,
+                    "duplicates_by_dataset": {"web": {"exact": 2, "near": 1}},
+                    "lengths": {"chars": {"records": 7, "mean": 300.0, "histogram": [
+                        {"from": 256, "to": 511, "records": 7}]}}})
         write_json(root / "data/tokenized/cpt/web.stats.json", {"documents": 950, "tokens": 1234567, "empty": 0})
         write_metrics(root / "model/cpt_checkpoints/logs/metrics.jsonl", 40, 9.0, 20)
         write_json(root / "model/hf/cpt/parity.json",

@@ -26,8 +26,16 @@ def test_full_experiment(datapool: Path) -> None:
     root = datapool / "experiments" / "demo"
     text = report(root)
     assert text.startswith("# Experiment report: demo\n")
-    assert "| cpt | web | 1,000 | 950 | 30 | 20 | too_short: 30 |" in text
-    assert "| sft | chat | 120 | 110 | 8 | 2 | empty: 2, no_assistant: 6 |" in text
+    assert "| cpt | web | 1,000 | 950 | 30 | 15 | 5 | 2.0% | 0 | too_short: 30 |" in text
+    assert "| cpt | books | 10 | 7 | 0 | 2 | 1 | 30.0% | 0 | — |" in text
+    assert "| cpt | total | 1,010 | 957 | 30 | 17 | 6 | 2.3% | 0 | too_short: 30 |" in text
+    assert "- cpt `books`: 2 exact and 1 near duplicates of records kept in `web`" in text
+    # stats written before near de-dup and augmentation existed: those cells stay empty
+    assert "| sft | chat | 120 | 110 | 8 | 2 | — | 1.7% | — | empty: 2, no_assistant: 6 |" in text
+    assert "| characters | books | web |" in text
+    assert "| 128–255 | 0 | 600 ████████████████████ |" in text
+    assert "| 256–511 | 7 ████████████████████ | 150 █████ |" in text
+    assert "| mean | 300 | 180.5 |" in text
     assert "| web | 950 | 1,234,567 | 0 |" in text
     assert "| chat | 110 | 40,000 | 10,000 | 25.0% | 3 | 0 |" in text
     # 40 steps, loss 9 * (0.6 + 0.4 / it); the half-written last line is skipped

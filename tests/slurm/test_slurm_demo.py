@@ -8,8 +8,10 @@ The profile is used exactly as shipped: the local node advertises enough CPUs an
 requests (nothing enforces them). Only status polling is tuned on the command line."""
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -250,3 +252,52 @@ def test_outputs_equal_the_local_run(slurm_demo, demo_run):
     different = [name for name in local if not torch.equal(ours[name], local[name])]
     assert not different, f"final SFT weights differ from the local run's in {different}"
     print(f"SLURM runs: {', '.join(f'{k} {v:.0f} s' for k, v in slurm_demo.seconds.items())}")
+
+
+def test_training_stops_before_the_time_limit_with_a_checkpoint_and_the_rerun_resumes(slurm_demo, slurm_cluster,
+                                                                                       demo_run, tmp_path):
+    """SFT training again, first in a job with a 1-minute limit: it stops by itself ahead of it (no signal
+    from SLURM can reach it through the executor's job step), saves and fails; the rerun with the shipped
+    profile resumes and ends with the local run's weights. Runs last: it retrains the demo's SFT stage."""
+    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
+    short = tmp_path / "profile_short_limit"
+    short.mkdir()
+    limited = {**profile, "set-resources": {**profile["set-resources"],
+                                            "train_run": {**profile["set-resources"]["train_run"], "runtime": 1}}}
+    (short / "config.yaml").write_text(yaml.safe_dump(limited))
+    step = slurm_demo.workdir / "config/experiments/demo/steps/7.train_sft.yaml"
+    # stop 55 s before the limit: right after the first step (the job starts less than 5 s before it)
+    step.write_text(yaml.safe_dump({**yaml.safe_load(step.read_text()), "stop_before_time_limit": 55}))
+    # both gone, so that `mg2hf` needs training (an existing model/hf/sft would satisfy it)
+    for done in ("model/sft_checkpoints", "model/hf/sft"):
+        shutil.rmtree(slurm_demo.root / done)
+    train_log = slurm_demo.root / "logs/train_sft.log"
+
+    limited_run = SlurmRun(slurm_demo.workdir, "time_limit", "mg2hf", "--profile", str(short)).wait(slurm_cluster)
+    assert limited_run.returncode != 0, limited_run.stdout[-6000:]
+    stopped = re.search(r"stopped at iteration (\d+)/12 with a checkpoint \(SIGUSR2\)", train_log.read_text())
+    assert stopped, train_log.read_text()[-4000:]
+    assert "time limit is near" in train_log.read_text()
+    saved = int(stopped.group(1))
+    assert (slurm_demo.root / f"model/sft_checkpoints/iter_{saved:07d}").is_dir()
+    assert not (slurm_demo.root / "model/sft_checkpoints/complete.json").exists()
+    (job,) = [j for j in slurm_cluster.jobs() if j["JobName"] == run_id(limited_run)
+              and rule_of(j) == ("train_run", "demo_sft")]
+    train = limited["set-resources"]["train_run"]
+    assert (job["JobState"], job["ExitCode"].split(":")[0]) == ("FAILED", "1")  # srun's code, not the job's 140
+    assert (minutes(job["TimeLimit"]), job["Partition"], job["TresPerNode"], int(job["NumNodes"])) == (
+        1, train["slurm_partition"], f"gres:{train['gres']}", train["nodes"])
+    assert megabytes(job["MinMemoryNode"]) == train["mem_mb"]
+
+    rerun = SlurmRun(slurm_demo.workdir, "resume", "mg2hf").wait(slurm_cluster)
+    assert rerun.returncode == 0, rerun.stdout[-6000:]
+    assert re.search(rf"resuming \S+/model/sft_checkpoints from iteration {saved} ", train_log.read_text())
+    assert json.loads((slurm_demo.root / "model/sft_checkpoints/complete.json").read_text())["iteration"] == 12
+
+    import torch
+    from safetensors.torch import load_file
+
+    ours, local = (load_file(root / "model/hf/sft/model.safetensors") for root in (slurm_demo.root, demo_run))
+    assert ours.keys() == local.keys()
+    different = [name for name in local if not torch.equal(ours[name], local[name])]
+    assert not different, f"resumed SFT weights differ from the uninterrupted local run's in {different}"

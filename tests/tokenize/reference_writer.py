@@ -54,12 +54,18 @@ def encode_line(line: str, keys: tuple[str, ...] = ("text",), append_eod: bool =
     return ids, lens
 
 
-def write_reference(input_path: Path, tokenizer_dir: Path, out_prefix: Path, workers: int = 0) -> None:
-    """Write `<out_prefix>_text_document.{bin,idx}` as preprocess_data.py --append-eod would."""
-    with warnings.catch_warnings():  # megatron.core warns about absent GPU packages on CPU
+def megatron_indexed_dataset():
+    """megatron.core's indexed_dataset module, imported quietly: importing megatron.core warns about
+    absent GPU packages (Transformer Engine, Apex: normal on CPU) and its own deprecations."""
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from megatron.core.datasets import indexed_dataset
+    return indexed_dataset
 
+
+def write_reference(input_path: Path, tokenizer_dir: Path, out_prefix: Path, workers: int = 0) -> None:
+    """Write `<out_prefix>_text_document.{bin,idx}` as preprocess_data.py --append-eod would."""
+    indexed_dataset = megatron_indexed_dataset()
     _init_worker(str(tokenizer_dir))  # the main process builds its own tokenizer too, for the dtype
     builder = indexed_dataset.IndexedDatasetBuilder(
         f"{out_prefix}_text_document.bin", dtype=indexed_dataset.DType.optimal_dtype(len(_tokenizer)))

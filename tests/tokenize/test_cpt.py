@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from llmrunner.errors import ConfigError, StageError
+from llmrunner.indexed import token_dtype
 from llmrunner.tokenize.__main__ import main
-from llmrunner.tokenize.core import index_dtype, indexed_dataset, load_tokenizer, tokenize_cpt
+from llmrunner.tokenize.core import load_tokenizer, tokenize_cpt
 from llmrunner.tokenize.settings import TokenizeCptSettings
-from tests.tokenize.reference_writer import write_reference
+from tests.tokenize.reference_writer import megatron_indexed_dataset, write_reference
 
 DOCS = ["The quick brown fox.\nJumps over the lazy dog.", "", "def f(x):\n    return x * 2  # ünïcödé",
         "Another document, with numbers 12345."]
@@ -67,7 +68,7 @@ def test_byte_identical_with_a_real_large_vocabulary(deepseek_tokenizer_dir, tmp
     stats = tokenize_cpt([data], deepseek_tokenizer_dir, tmp_path / "ours")
     write_reference(data, deepseek_tokenizer_dir, tmp_path / "ref")
     assert_identical(tmp_path / "ours", tmp_path / "ref")
-    ds = indexed_dataset().IndexedDataset(str(tmp_path / "ours_text_document"))
+    ds = megatron_indexed_dataset().IndexedDataset(str(tmp_path / "ours_text_document"))
     assert stats["vocab_size"] == 129_280 and stats["dtype"] == "int32" and ds[0].dtype == np.int32
     assert max(int(s.max()) for s in ds) >= 65_500  # ids a uint16 file could not hold
 
@@ -81,8 +82,8 @@ def test_special_token_text_is_the_one_deliberate_difference(tiny_tokenizer_dir,
     data = write_docs(tmp_path / "docs.jsonl", texts)
     tokenize_cpt([data], tiny_tokenizer_dir, tmp_path / "ours")
     write_reference(data, tiny_tokenizer_dir, tmp_path / "ref")
-    ours = [s.tolist() for s in indexed_dataset().IndexedDataset(str(tmp_path / "ours_text_document"))]
-    ref = [s.tolist() for s in indexed_dataset().IndexedDataset(str(tmp_path / "ref_text_document"))]
+    ours = [s.tolist() for s in megatron_indexed_dataset().IndexedDataset(str(tmp_path / "ours_text_document"))]
+    ref = [s.tolist() for s in megatron_indexed_dataset().IndexedDataset(str(tmp_path / "ref_text_document"))]
     assert ours[0] == ref[0] and ours[2] == ref[2]
     assert im_end in ref[1] and im_end not in ours[1]
     assert tok.decode(ours[1][:-1]) == tok.decode(ref[1][:-1]) == "a <|im_end|> b"
@@ -91,7 +92,7 @@ def test_special_token_text_is_the_one_deliberate_difference(tiny_tokenizer_dir,
 def test_cpt_reads_back_as_tokenizer_ids_plus_eos(tiny_tokenizer_dir, tmp_path):
     data = write_docs(tmp_path / "docs.jsonl", DOCS)
     tokenize_cpt([data], tiny_tokenizer_dir, tmp_path / "out")
-    ds = indexed_dataset().IndexedDataset(str(tmp_path / "out_text_document"))
+    ds = megatron_indexed_dataset().IndexedDataset(str(tmp_path / "out_text_document"))
     tok = load_tokenizer(tiny_tokenizer_dir)
     non_empty = [t for t in DOCS if t]
     assert len(ds) == len(non_empty)  # one sequence per non-empty document
@@ -104,7 +105,7 @@ def test_cpt_reads_back_as_tokenizer_ids_plus_eos(tiny_tokenizer_dir, tmp_path):
 def test_text_spelling_a_special_token_stays_literal(tiny_tokenizer_dir, tmp_path):
     data = write_docs(tmp_path / "docs.jsonl", ["a <|im_end|> b <|endoftext|>"])
     tokenize_cpt([data], tiny_tokenizer_dir, tmp_path / "out")
-    ds = indexed_dataset().IndexedDataset(str(tmp_path / "out_text_document"))  # keep: items view its mmap
+    ds = megatron_indexed_dataset().IndexedDataset(str(tmp_path / "out_text_document"))  # keep: items view its mmap
     ids = ds[0].tolist()
     tok = load_tokenizer(tiny_tokenizer_dir)
     assert ids[-1] == tok.eos_token_id and 0 not in ids[:-1] and 2 not in ids
@@ -114,10 +115,11 @@ def test_text_spelling_a_special_token_stays_literal(tiny_tokenizer_dir, tmp_pat
 def test_large_vocabulary_switches_to_int32(big_vocab_tokenizer_dir, tmp_path):
     data = write_docs(tmp_path / "docs.jsonl", ["w69999 w5 w65600", "w1"])
     stats = tokenize_cpt([data], big_vocab_tokenizer_dir, tmp_path / "out")
-    ds = indexed_dataset().IndexedDataset(str(tmp_path / "out_text_document"))
+    ds = megatron_indexed_dataset().IndexedDataset(str(tmp_path / "out_text_document"))
     assert stats["dtype"] == "int32" and ds[0].dtype == np.int32
     assert ds[0].tolist() == [70001, 7, 65602, 1] and ds[1].tolist() == [3, 1]
-    assert index_dtype(load_tokenizer(big_vocab_tokenizer_dir)) is np.int32
+    vocab = len(load_tokenizer(big_vocab_tokenizer_dir))
+    assert token_dtype(vocab) == megatron_indexed_dataset().DType.optimal_dtype(vocab) == np.int32
 
 
 def test_no_eod_and_a_raw_folder_of_files(tiny_tokenizer_dir, tmp_path):
@@ -126,7 +128,7 @@ def test_no_eod_and_a_raw_folder_of_files(tiny_tokenizer_dir, tmp_path):
     main(["cpt", "--input", str(tmp_path / "raw"), "--tokenizer", str(tiny_tokenizer_dir),
           "--out-prefix", str(tmp_path / "out"), "--settings", '{"append_eod": false, "threads": 1}'])
     tok = load_tokenizer(tiny_tokenizer_dir)
-    ds = indexed_dataset().IndexedDataset(str(tmp_path / "out_text_document"))
+    ds = megatron_indexed_dataset().IndexedDataset(str(tmp_path / "out_text_document"))
     assert [s.tolist() for s in ds] == [tok("first")["input_ids"], tok("second")["input_ids"]]
 
 
@@ -135,6 +137,7 @@ def test_bad_input_names_file_and_line(tiny_tokenizer_dir, tmp_path):
     data.write_text('{"text": "ok"}\n{"body": "no text"}\n')
     with pytest.raises(StageError, match=r"d.jsonl, line 2: expected 'text' to be a str, got no such key"):
         tokenize_cpt([data], tiny_tokenizer_dir, tmp_path / "out")
+    assert not list(tmp_path.glob("out_text_document.*"))  # no half-written dataset left behind
     with pytest.raises(StageError, match="does not exist"):
         tokenize_cpt([data], tmp_path / "no-model", tmp_path / "out")
 

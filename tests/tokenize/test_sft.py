@@ -10,9 +10,10 @@ import pytest
 
 from llmrunner.errors import ConfigError, StageError
 from llmrunner.tokenize.__main__ import main
-from llmrunner.tokenize.core import indexed_dataset, load_tokenizer
+from llmrunner.tokenize.core import load_tokenizer
 from llmrunner.tokenize.settings import TokenizeSftSettings
 from llmrunner.tokenize.sft import ChatEncoder, tokenize_sft
+from tests.tokenize.reference_writer import megatron_indexed_dataset
 
 
 def chat(*turns: tuple[str, str]) -> list[dict]:
@@ -32,7 +33,7 @@ def write_chats(path: Path, conversations: list[list[dict]]) -> Path:
 
 
 def read_back(prefix: Path) -> tuple[list[list[int]], list[list[int]]]:
-    module = indexed_dataset()
+    module = megatron_indexed_dataset()
     ids = module.IndexedDataset(f"{prefix}_text_document")
     mask = module.IndexedDataset(f"{prefix}_loss_mask_document")
     assert mask[0].dtype == np.uint8

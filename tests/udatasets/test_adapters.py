@@ -35,9 +35,14 @@ def test_text_adapter_with_a_nested_key(raw, expected):
     ({"conversations": ["Hi?"]}, (None, "message_not_an_object")),
     ({"conversations": [{"from": "bot", "value": "x"}]}, (None, "bad_role")),
     ({"conversations": [{"from": ["human"], "value": "x"}]}, (None, "bad_role")),  # unhashable: no crash
-    # tool turns map to the role "tool", which the SFT schema does not accept (yet): rejected, not dropped
+    # a tool result answers the assistant's call, so it must follow an assistant turn
     ({"conversations": [{"from": "human", "value": "a"}, {"from": "tool", "value": "{}"},
-                        {"from": "gpt", "value": "b"}]}, (None, "bad_role")),
+                        {"from": "gpt", "value": "b"}]}, (None, "tool_not_after_assistant")),
+    # LLaMA-Factory's tool names: function_call is the assistant's call, observation the tool's result
+    ({"conversations": [{"from": "human", "value": "Weather?"}, {"from": "function_call", "value": "get()"},
+                        {"from": "observation", "value": "sunny"}, {"from": "gpt", "value": "Sunny."}]},
+     ({"messages": [{"role": "user", "content": "Weather?"}, {"role": "assistant", "content": "get()"},
+                    {"role": "tool", "content": "sunny"}, {"role": "assistant", "content": "Sunny."}]}, None)),
     ({"conversations": [{"from": "human", "value": "a"}, {"from": "gpt", "value": 3}]},
      (None, "content_not_a_string")),
     ({"conversations": [{"from": "gpt", "value": "b"}, {"from": "human", "value": "a"}]},
@@ -76,3 +81,52 @@ def test_prompt_response_adapter_default_and_configured_keys():
 def test_messages_adapter_drops_extra_message_keys():
     raw = {"messages": [{**USER_ASSISTANT[0], "name": "u"}, USER_ASSISTANT[1]], "id": 3}
     assert builtin_adapter("messages")(raw) == ({"messages": USER_ASSISTANT, "id": 3}, None)
+
+
+def test_text_adapter_drops_reserved_keys_of_the_raw_record():
+    raw = {"body": "A doc.", "text": "title", "messages": ["kept apart"], "id": 1}
+    assert builtin_adapter("text", text_key="body")(raw) == ({"text": "A doc.", "id": 1}, None)
+
+
+def turns(*roles: str) -> dict:
+    return {"messages": [{"role": r, "content": f"{r} {n}"} for n, r in enumerate(roles)]}
+
+
+@pytest.mark.parametrize("roles", [
+    ("user", "assistant"),
+    ("system", "user", "assistant"),
+    ("system", "user", "assistant", "user", "assistant"),
+    ("user", "assistant", "tool", "assistant"),                   # a call, its result, the answer
+    ("user", "assistant", "tool", "tool", "assistant", "tool", "assistant", "user", "assistant"),
+])
+def test_trainable_turn_orders_are_kept(roles):
+    assert builtin_adapter("messages")(turns(*roles)) == (turns(*roles), None)
+
+
+@pytest.mark.parametrize("roles, reason", [
+    ((), "no_user_turn"),
+    (("system", "assistant"), "no_user_turn"),
+    (("user",), "no_assistant_turn"),
+    (("user", "assistant", "user"), "last_turn_not_assistant"),
+    (("user", "assistant", "tool"), "last_turn_not_assistant"),  # the answer to the tool result is missing
+    (("user", "system", "assistant"), "system_not_first"),
+    (("system", "system", "user", "assistant"), "system_not_first"),
+    (("assistant", "user", "assistant"), "first_turn_not_user"),
+    (("system", "tool", "user", "assistant"), "first_turn_not_user"),
+    (("user", "user", "assistant"), "roles_not_alternating"),
+    (("user", "assistant", "assistant"), "roles_not_alternating"),
+    (("user", "assistant", "tool", "user", "assistant"), "roles_not_alternating"),  # tool result unanswered
+    (("user", "tool", "assistant"), "tool_not_after_assistant"),
+    (("user", "assistant", "user", "tool", "assistant"), "tool_not_after_assistant"),
+])
+def test_untrainable_turn_orders_are_rejected_with_the_rule_they_break(roles, reason):
+    assert builtin_adapter("messages")(turns(*roles)) == (None, reason)
+
+
+def test_augmentation_marker_is_kept_when_well_formed_and_rejected_otherwise():
+    marker = {"kind": "multi_turn", "from": [{"dataset": "d", "file": "a.jsonl", "line": 3}]}
+    record = {**turns("user", "assistant"), "augmentation": marker}
+    assert builtin_adapter("messages")(record) == (record, None)
+    for bad in ("x", {"kind": "multi_turn", "from": []}, {**marker, "extra": 1},
+                {"kind": "multi_turn", "from": [{"dataset": "d", "file": "a.jsonl", "line": True}]}):
+        assert builtin_adapter("messages")({**record, "augmentation": bad}) == (None, "bad_augmentation_marker")

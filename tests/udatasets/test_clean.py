@@ -12,6 +12,7 @@ from llmrunner.udatasets.adapters import builtin_adapter
 from llmrunner.udatasets.clean import Cleaning
 from llmrunner.udatasets.core import clean_documents
 from llmrunner.udatasets.settings import UdatasetsSettings
+from llmrunner.udatasets.shard import RecordRules
 
 OFF = Cleaning(unicode_nfc=False, strip_control=False, whitespace="keep")
 
@@ -74,20 +75,21 @@ def test_cpt_cleaning_filters_dedup_and_accounting(tmp_path):
         {"text": "already clean"},                     # 6 kept, not cleaned
     ])
     out = tmp_path / "out.jsonl"
-    stats = clean_documents([raw], out, adapter=builtin_adapter("text"), min_chars=6)
+    stats = clean_documents([raw], out, RecordRules(builtin_adapter("text"), min_chars=6))
     assert stats["kept"] == 3 and stats["rejected"] == {"empty": 1, "too_short": 1}
-    assert stats["duplicates"] == {"exact": 1} and stats["cleaned"] == 5
+    assert stats["duplicates"] == {"exact": 1, "near": 0} and stats["cleaned"] == 5
     assert stats["input"] == stats["kept"] + sum(stats["rejected"].values()) + stats["duplicates"]["exact"] == 6
     assert [r["text"] for r in read_jsonl(out)] == ["Caf\u00e9 [0mau lait", "indented code\n\tx = 1", "already clean"]
     assert read_jsonl(tmp_path / "out.duplicates.jsonl") == [
-        {"file": "a.jsonl", "line": 3, "duplicate_of": {"file": "a.jsonl", "line": 1}}]
+        {"file": "a.jsonl", "line": 3, "kind": "exact",
+         "duplicate_of": {"dataset": "out", "file": "a.jsonl", "line": 1}}]
     assert [(r["line"], r["reason"]) for r in read_jsonl(tmp_path / "out.rejects.jsonl")] == [
         (2, "empty"), (4, "too_short")]
 
 
 def test_cleaning_off_keeps_text_as_found(tmp_path):
     raw = write_jsonl(tmp_path / "a.jsonl", [{"text": "x\x00y \r\n"}, {"text": "\x00"}])
-    stats = clean_documents([raw], tmp_path / "o.jsonl", adapter=builtin_adapter("text"), cleaning=OFF)
+    stats = clean_documents([raw], tmp_path / "o.jsonl", RecordRules(builtin_adapter("text"), cleaning=OFF))
     assert stats["kept"] == 2 and stats["cleaned"] == 0 and stats["rejected"] == {}
     assert read_jsonl(tmp_path / "o.jsonl") == [{"text": "x\x00y \r\n"}, {"text": "\x00"}]
 
@@ -102,8 +104,8 @@ def test_sft_every_message_cleaned_and_deduplicated(tmp_path):
         chat("\x07", "\x1b"),                                           # 3 empty after cleaning
     ])
     out = tmp_path / "sft.jsonl"
-    stats = clean_documents([raw], out, adapter=builtin_adapter("messages"))
-    assert stats["kept"] == 1 and stats["duplicates"] == {"exact": 1} and stats["rejected"] == {"empty": 1}
+    stats = clean_documents([raw], out, RecordRules(builtin_adapter("messages")))
+    assert stats["kept"] == 1 and stats["duplicates"] == {"exact": 1, "near": 0} and stats["rejected"] == {"empty": 1}
     assert stats["cleaned"] == 2 and stats["input"] == 3
     assert read_jsonl(out) == [chat("Qu\u00e9 tal?", "Bien.\n\nY tu?")]
 

@@ -13,6 +13,7 @@ from llmrunner.udatasets.__main__ import main
 from llmrunner.udatasets.adapters import builtin_adapter
 from llmrunner.udatasets.core import clean_documents, output_paths
 from llmrunner.udatasets.settings import UdatasetsSettings
+from llmrunner.udatasets.shard import RecordRules
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -58,12 +59,12 @@ def cpt_raw(tmp_path) -> Path:
 
 def test_cpt_every_line_is_accounted_for(cpt_raw, tmp_path):
     out = tmp_path / "processed" / "cpt" / "demo.jsonl"
-    stats = clean_documents(sorted(cpt_raw.glob("*.jsonl*")), out, adapter=builtin_adapter("text", text_key="body"),
-                            min_chars=5, max_chars=40)
+    stats = clean_documents(sorted(cpt_raw.glob("*.jsonl*")), out,
+                            RecordRules(builtin_adapter("text", text_key="body"), min_chars=5, max_chars=40))
     assert stats["rejected"] == {"empty": 1, "invalid_json": 2, "invalid_unicode": 1, "invalid_utf8": 1,
                                  "missing_text": 1, "not_an_object": 1, "text_not_a_string": 1,
                                  "too_long": 1, "too_short": 1}
-    assert stats["duplicates"] == {"exact": 2}
+    assert stats["duplicates"] == {"exact": 2, "near": 0}
     assert stats["kept"] == 2 and stats["blank_lines"] == 1
     assert stats["input"] == stats["kept"] + sum(stats["rejected"].values()) + stats["duplicates"]["exact"] == 14
     paths = output_paths(out)
@@ -77,14 +78,16 @@ def test_cpt_every_line_is_accounted_for(cpt_raw, tmp_path):
     assert rejects[0]["raw"] == '{"body": "broken'
     assert rejects[2]["raw"] == '{"body": "bad \\xff byte"}'  # the bad byte, visible and escaped
     assert read_jsonl(paths["duplicates"]) == [
-        {"file": "a.jsonl", "line": 13, "duplicate_of": {"file": "a.jsonl", "line": 1}},
-        {"file": "b.jsonl.gz", "line": 1, "duplicate_of": {"file": "a.jsonl", "line": 1}}]
+        {"file": "a.jsonl", "line": 13, "kind": "exact",
+         "duplicate_of": {"dataset": "demo", "file": "a.jsonl", "line": 1}},
+        {"file": "b.jsonl.gz", "line": 1, "kind": "exact",
+         "duplicate_of": {"dataset": "demo", "file": "a.jsonl", "line": 1}}]
 
 
 def test_dedup_none_keeps_duplicates(tmp_path):
     raw = write_lines(tmp_path / "a.jsonl", [dumps({"text": "same"}), dumps({"text": "same"})])
-    stats = clean_documents([raw], tmp_path / "out.jsonl", adapter=builtin_adapter("text"), dedup="none")
-    assert stats["kept"] == 2 and stats["duplicates"] == {"exact": 0}
+    stats = clean_documents([raw], tmp_path / "out.jsonl", RecordRules(builtin_adapter("text")), dedup="none")
+    assert stats["kept"] == 2 and stats["duplicates"] == {"exact": 0, "near": 0}
     assert (tmp_path / "out.duplicates.jsonl").read_text() == ""
 
 
@@ -99,31 +102,33 @@ def test_sft_validation_reasons_and_duplicates(tmp_path):
         dumps({"prompt": "Hi?"}),                                        # 2 missing_messages
         dumps({"messages": "Hi?"}),                                      # 3 messages_not_a_list
         dumps({"messages": ["Hi?"]}),                                    # 4 message_not_an_object
-        dumps(chat(("tool", "x"), ("user", "a"), ("assistant", "b"))),   # 5 bad_role
+        dumps(chat(("robot", "x"), ("user", "a"), ("assistant", "b"))),  # 5 bad_role
         dumps(chat(("user", "a"), ("assistant", None))),                 # 6 content_not_a_string
         dumps(chat(("system", "s"), ("assistant", "b"))),                # 7 no_user_turn
         dumps(chat(("user", "a"))),                                      # 8 no_assistant_turn
         dumps(chat(("user", "a"), ("assistant", "b"), ("user", "c"))),   # 9 last_turn_not_assistant
         dumps(chat(("user", " "), ("assistant", ""))),                   # 10 empty
         dumps(chat(("system", "Be  brief."), ("user", "Hi?"), ("assistant", "Hello. "))),  # 11 duplicate of 1
-        dumps(chat(("user", "Be brief."), ("user", "Hi?"), ("assistant", "Hello."))),      # 12 kept: roles differ
+        dumps(chat(("user", "Hi?"), ("assistant", "Hello."))),  # 12 kept: without the system turn, another chat
+        dumps(chat(("user", "a"), ("assistant", " \n"))),               # 13 empty: an assistant turn without text
     ]
     raw = write_lines(tmp_path / "chats.jsonl", lines)
     out = tmp_path / "sft.jsonl"
-    stats = clean_documents([raw], out, adapter=builtin_adapter("messages"))
-    assert stats["rejected"] == {"bad_role": 1, "content_not_a_string": 1, "empty": 1, "last_turn_not_assistant": 1,
+    stats = clean_documents([raw], out, RecordRules(builtin_adapter("messages")))
+    assert stats["rejected"] == {"bad_role": 1, "content_not_a_string": 1, "empty": 2, "last_turn_not_assistant": 1,
                                  "message_not_an_object": 1, "messages_not_a_list": 1, "missing_messages": 1,
                                  "no_assistant_turn": 1, "no_user_turn": 1}
-    assert stats["kept"] == 2 and stats["duplicates"] == {"exact": 1} and stats["input"] == 12
+    assert stats["kept"] == 2 and stats["duplicates"] == {"exact": 1, "near": 0} and stats["input"] == 13
     assert read_jsonl(out)[0] == {**good, "id": 7}
     assert read_jsonl(tmp_path / "sft.duplicates.jsonl") == [
-        {"file": "chats.jsonl", "line": 11, "duplicate_of": {"file": "chats.jsonl", "line": 1}}]
+        {"file": "chats.jsonl", "line": 11, "kind": "exact",
+         "duplicate_of": {"dataset": "sft", "file": "chats.jsonl", "line": 1}}]
 
 
 def test_sft_message_keys_beyond_role_and_content_are_dropped(tmp_path):
     record = {"messages": [{"role": "user", "content": "a", "name": "u1"}, {"role": "assistant", "content": "b"}]}
     raw = write_lines(tmp_path / "c.jsonl", [dumps(record)])
-    clean_documents([raw], tmp_path / "o.jsonl", adapter=builtin_adapter("messages"))
+    clean_documents([raw], tmp_path / "o.jsonl", RecordRules(builtin_adapter("messages")))
     assert read_jsonl(tmp_path / "o.jsonl") == [chat(("user", "a"), ("assistant", "b"))]
 
 

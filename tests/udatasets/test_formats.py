@@ -15,6 +15,7 @@ from llmrunner.errors import StageError
 from llmrunner.udatasets.__main__ import main
 from llmrunner.udatasets.adapters import builtin_adapter
 from llmrunner.udatasets.core import clean_documents
+from llmrunner.udatasets.shard import RecordRules
 
 BIG = "word " * 1_000_000  # a 5 MB record
 BIG_CLEAN = BIG.rstrip()  # as kept: cleaning strips the text's trailing whitespace
@@ -24,7 +25,7 @@ def clean(tmp_path: Path, inputs: list[Path], adapter: str = "text", **options) 
     """Run the step; check the accounting identity; return (stats, kept records, rejects)."""
     out = tmp_path / "out" / "d.jsonl"
     keys = {k: options.pop(k) for k in ("text_key", "prompt_key", "response_key") if k in options}
-    stats = clean_documents(inputs, out, adapter=builtin_adapter(adapter, **keys), **options)
+    stats = clean_documents(inputs, out, RecordRules(builtin_adapter(adapter, **keys), **options))
     assert stats["input"] == stats["kept"] + sum(stats["rejected"].values()) + sum(stats["duplicates"].values())
     read = [[json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
             for path in (out, out.with_name("d.rejects.jsonl"))]
@@ -62,7 +63,7 @@ def test_jsonl_plain_gzip_zstd(tmp_path, name, compress):
     path.write_bytes(compress(b"\n".join(JSONL_LINES) + b"\n"))
     stats, kept, rejects = clean(tmp_path, [path])
     assert positions(rejects) == JSONL_REJECTS
-    assert stats["kept"] == 3 and stats["duplicates"] == {"exact": 1} and kept[2]["text"] == BIG_CLEAN
+    assert stats["kept"] == 3 and stats["duplicates"] == {"exact": 1, "near": 0} and kept[2]["text"] == BIG_CLEAN
     assert kept[1]["text"] == "escaped  NUL"  # the control character removed by the cleaning
 
 
@@ -94,7 +95,7 @@ def test_json_array_or_object_holding_one_list(tmp_path, wrap):
     assert positions(rejects) == [(2, "invalid_utf8"), (4, "not_an_object"), (5, "missing_text"),
                                   (6, "text_not_a_string"), (9, "not_an_object")]
     assert rejects[0]["raw"] == '{"text": "bad \\xff byte"}'
-    assert stats["kept"] == 3 and stats["duplicates"] == {"exact": 1} and kept[2]["text"] == BIG_CLEAN
+    assert stats["kept"] == 3 and stats["duplicates"] == {"exact": 1, "near": 0} and kept[2]["text"] == BIG_CLEAN
 
 
 @pytest.mark.parametrize("content, problem", [
@@ -131,7 +132,7 @@ def test_csv_rows_with_the_line_each_starts_on(tmp_path):
                                   (9, "empty")]
     assert rejects[0]["raw"] == '{"id": "3", "body": "bad \\xff byte"}'
     assert kept[0] == {"text": 'first "quoted" doc', "id": "1"} and kept[1]["text"] == "spans\ntwo lines"
-    assert stats["kept"] == 4 and stats["duplicates"] == {"exact": 2} and kept[3]["text"] == BIG_CLEAN
+    assert stats["kept"] == 4 and stats["duplicates"] == {"exact": 2, "near": 0} and kept[3]["text"] == BIG_CLEAN
     duplicates = (tmp_path / "out" / "d.duplicates.jsonl").read_text().splitlines()
     assert [(d["line"], d["duplicate_of"]["line"]) for d in map(json.loads, duplicates)] == [(11, 2), (12, 2)]
 
@@ -145,7 +146,7 @@ def test_parquet_streams_rows_and_keeps_metadata(tmp_path):
     stats, kept, rejects = clean(tmp_path, [path])
     assert positions(rejects) == [(2, "text_not_a_string"), (4, "not_json_serialisable")]
     assert kept[0] == {"text": "good", "score": 1.0, "day": "2022-01-08"}  # a date becomes its ISO string
-    assert stats["kept"] == 2 and stats["duplicates"] == {"exact": 1}
+    assert stats["kept"] == 2 and stats["duplicates"] == {"exact": 1, "near": 0}
 
 
 def test_parquet_that_cannot_be_read_is_a_stage_error(tmp_path):
@@ -173,7 +174,7 @@ def test_txt_paragraphs_numbered_from_one(tmp_path):
     stats, kept, rejects = clean(tmp_path, [path], txt_mode="paragraphs")
     assert positions(rejects) == [(2, "invalid_utf8")]
     assert kept[0] == {"text": "One, line one.\nOne, line two."} and kept[1]["text"] == BIG_CLEAN
-    assert stats["input"] == 4 and stats["duplicates"] == {"exact": 1}
+    assert stats["input"] == 4 and stats["duplicates"] == {"exact": 1, "near": 0}
 
 
 def test_cli_reads_a_folder_of_mixed_formats_in_name_order(tmp_path):
@@ -187,5 +188,5 @@ def test_cli_reads_a_folder_of_mixed_formats_in_name_order(tmp_path):
     main(["--kind", "sft", "--input", str(raw), "--out", str(out),
           "--settings", json.dumps({"adapter": "prompt_response"})])
     stats = json.loads(out.with_name("chat.stats.json").read_text())
-    assert stats["files"] == ["a.csv", "b.json", "c.jsonl"]
-    assert (stats["input"], stats["kept"], stats["duplicates"]) == (3, 2, {"exact": 1})
+    assert list(stats["files"]) == ["a.csv", "b.json", "c.jsonl"]
+    assert (stats["input"], stats["kept"], stats["duplicates"]) == (3, 2, {"exact": 1, "near": 0})

@@ -1,0 +1,297 @@
+"""Benchmark udatasets (exact + near de-duplication) against datatrove, or a datasketch loop without it.
+
+    .venv/bin/python bench/bench_udatasets.py [--repeats 3] [--copies 4] [--workers 1 2]
+
+The references run in their own virtual environment, never in the project's (datatrove pins other versions):
+
+    python3 -m venv /tmp/dtvenv && /tmp/dtvenv/bin/pip install datatrove orjson 'xxhash<4' regex tokenizers datasketch
+
+Every contender runs as its own process, timed from start to exit (start-up included), on the demo corpus
+and on it repeated --copies times (copies after the first end in a "(copy k)" line: near, not exact,
+duplicates), with each worker count. Runs are interleaved, repeat by repeat, as in bench_tokenize.py:
+only figures from the same run compare. See bench/README.md.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import gzip
+import importlib.metadata
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO / "resources" / "demo" / "cpt.jsonl.gz"
+REFERENCE_VENV = Path("/tmp/dtvenv")
+# datatrove 0.10 hashes str, which xxhash 4 refuses; regex, tokenizers, orjson: imports its dedup and jsonl blocks need
+SETUP = (f"python3 -m venv {REFERENCE_VENV} && {REFERENCE_VENV}/bin/pip install datatrove orjson 'xxhash<4' regex "
+         "tokenizers datasketch")
+THRESHOLD, SHINGLE_WORDS, NUM_PERM, SEED = 0.8, 5, 128, 1  # near de-dup settings, the same for every contender
+BANDS, ROWS = 9, 13  # what llmrunner.udatasets.near_dup.lsh_bands(0.8, 128) picks; datatrove needs them given
+OURS_SETTINGS = {"dedup": "exact", "near_dedup": True, "near_threshold": THRESHOLD,
+                 "near_shingle_words": SHINGLE_WORDS, "near_num_perm": NUM_PERM}
+
+
+# --- the references' own processes (run with the reference venv's python; stdlib + their packages only) ---
+
+def run_datatrove(input_dir: Path, work: Path, workers: int) -> None:
+    """datatrove's exact and MinHash de-dup blocks: read -> exact signatures -> find -> filter -> MinHash
+    signatures -> buckets -> clusters -> filter -> write, as its examples chain them (one executor per stage)."""
+    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.dedup import exact_dedup as ex
+    from datatrove.pipeline.dedup import minhash as mh
+    from datatrove.pipeline.readers import JsonlReader
+    from datatrove.pipeline.writers import JsonlWriter
+    from datatrove.utils.word_tokenizers import WordTokenizer
+
+    class SplitTokenizer(WordTokenizer):
+        """Words split on whitespace, as ours (datatrove's English tokenizer needs NLTK data)."""
+        def word_tokenize(self, text: str) -> list[str]:
+            return text.split()
+
+        def sent_tokenize(self, text: str) -> list[str]:
+            return text.splitlines()
+
+        def span_tokenize(self, text: str) -> list[tuple[int, int]]:
+            return [(0, len(text))]
+
+    exact = ex.ExactDedupConfig(content_getter=document_text)
+    minhash = mh.MinhashConfig(n_grams=SHINGLE_WORDS, num_buckets=BANDS, hashes_per_bucket=ROWS, seed=SEED)
+
+    def read():
+        return JsonlReader(str(input_dir), compression=None, glob_pattern="*.jsonl")
+
+    def stage(pipeline: list, name: str, tasks: int = workers) -> None:
+        LocalPipelineExecutor(pipeline, tasks=tasks, workers=min(workers, tasks), logging_dir=str(work / "logs" / name),
+                              start_method="fork").run()
+
+    stage([read(), ex.ExactDedupSignature(str(work / "exact_sigs"), exact, finder_workers=1)], "exact_sigs")
+    stage([ex.ExactFindDedups(str(work / "exact_sigs"), str(work / "exact_dups"), exact)], "exact_find", tasks=1)
+    exact_filter = ex.ExactDedupFilter(str(work / "exact_dups"), exact,
+                                       exclusion_writer=JsonlWriter(str(work / "exact_removed"), compression=None))
+    stage([read(), exact_filter, mh.MinhashDedupSignature(str(work / "mh_sigs"), minhash, language=SplitTokenizer())],
+          "mh_sigs")
+    stage([mh.MinhashDedupBuckets(str(work / "mh_sigs"), str(work / "mh_buckets"), config=minhash)], "mh_buckets",
+          tasks=BANDS)
+    stage([mh.MinhashDedupCluster(str(work / "mh_buckets"), str(work / "mh_remove"), config=minhash)], "mh_cluster",
+          tasks=1)
+    stage([read(), ex.ExactDedupFilter(str(work / "exact_dups"), exact),
+           mh.MinhashDedupFilter(str(work / "mh_remove"),
+                                 exclusion_writer=JsonlWriter(str(work / "near_removed"), compression=None)),
+           JsonlWriter(str(work / "kept"), compression=None)], "write")
+
+
+def document_text(document) -> str:  # module level: datatrove pickles it to its workers
+    return document.text
+
+
+def run_datasketch(input_dir: Path, work: Path) -> None:
+    """The plain loop a user would write with datasketch: exact hash set, then MinHashLSH query + verify."""
+    import hashlib
+
+    from datasketch import MinHash, MinHashLSH
+
+    lsh = MinHashLSH(threshold=THRESHOLD, num_perm=NUM_PERM)
+    template, seen, signatures = MinHash(num_perm=NUM_PERM, seed=SEED), set(), []
+    counts = {"kept": 0, "exact": 0, "near": 0}
+    with open(work / "kept.jsonl", "w", encoding="utf-8") as kept:
+        for path in sorted(input_dir.glob("*.jsonl")):
+            for line in open(path, encoding="utf-8"):
+                text = json.loads(line)["text"]
+                digest = hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+                if digest in seen:
+                    counts["exact"] += 1
+                    continue
+                seen.add(digest)
+                words = text.split()
+                minhash = template.copy()
+                minhash.update_batch(" ".join(words[i:i + SHINGLE_WORDS]).encode("utf-8")
+                                     for i in range(max(len(words) - SHINGLE_WORDS + 1, 1)))
+                if any(minhash.jaccard(signatures[n]) >= THRESHOLD for n in sorted(lsh.query(minhash))):
+                    counts["near"] += 1
+                    continue
+                lsh.insert(len(signatures), minhash)
+                signatures.append(minhash)
+                kept.write(line)
+                counts["kept"] += 1
+    (work / "counts.json").write_text(json.dumps(counts))
+
+
+# --- the harness (project venv) ---
+
+def command(contender: str, reference_python: Path, input_dir: Path, work: Path, workers: int) -> list[str]:
+    if contender == "ours":
+        return [sys.executable, "-m", "llmrunner.udatasets", "--kind", "cpt", "--input", str(input_dir),
+                "--out", str(work / "kept.jsonl"), "--settings", json.dumps(OURS_SETTINGS), "--workers", str(workers)]
+    return [str(reference_python), __file__, contender, str(input_dir), str(work), str(workers)]
+
+
+def counts(contender: str, work: Path) -> dict[str, int]:
+    """kept / exact / near duplicates as the contender reported or wrote them."""
+    if contender == "ours":
+        stats = json.loads((work / "kept.stats.json").read_text())
+        return {"kept": stats["kept"], **{kind: stats["duplicates"].get(kind, 0) for kind in ("exact", "near")}}
+    if contender == "datasketch":
+        return json.loads((work / "counts.json").read_text())
+    lines = {name: sum(sum(1 for _ in open(f, "rb")) for f in (work / name).glob("*.jsonl"))
+             for name in ("kept", "exact_removed", "near_removed")}
+    return {"kept": lines["kept"], "exact": lines["exact_removed"], "near": lines["near_removed"]}
+
+
+def measure(argv: list[str]) -> tuple[float, int]:
+    """(wall seconds, peak RSS in bytes summed over the process and its children, sampled every 50 ms)."""
+    import psutil
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    parent, peak = psutil.Process(proc.pid), 0
+    while proc.poll() is None:
+        try:
+            peak = max(peak, sum(p.memory_info().rss for p in [parent, *parent.children(recursive=True)]))
+        except psutil.Error:  # a process ended between listing and reading it
+            pass
+        time.sleep(0.05)
+    wall = time.perf_counter() - start
+    if proc.returncode:
+        raise SystemExit(f"{argv} failed:\n{proc.stderr.read().decode()[-3000:]}")
+    return wall, peak
+
+
+def prepare(work: Path, copies: int, shards: int) -> dict[str, Path]:
+    """The demo corpus, and it --copies times, each as a folder of `shards` jsonl files (datatrove runs one
+    task per file; ours reads the files in name order, so the record order is the corpus order either way)."""
+    with gzip.open(CORPUS, "rt", encoding="utf-8") as src:
+        texts = [json.loads(line)["text"] for line in src]
+    inputs = {"demo": texts, f"{copies}x": texts + [f"{text}\n\n(copy {k})" for k in range(2, copies + 1)
+                                                   for text in texts]}
+    folders = {}
+    for name, docs in inputs.items():
+        folder = work / f"input_{name}"
+        folder.mkdir()
+        per_shard = -(-len(docs) // shards)
+        for shard in range(shards):
+            with open(folder / f"part{shard:02d}.jsonl", "w", encoding="utf-8") as out:
+                for number, text in enumerate(docs[shard * per_shard:(shard + 1) * per_shard]):
+                    out.write(json.dumps({"text": text, "id": f"{shard}-{number}"}, ensure_ascii=False) + "\n")
+        folders[name] = folder
+    return folders
+
+
+def available(reference_python: Path, requested: list[str]) -> list[str]:
+    """The references that import in the reference venv; with none requested, datatrove, else datasketch."""
+    def imports(module: str) -> bool:
+        return reference_python.exists() and subprocess.run([str(reference_python), "-c", f"import {module}"],
+                                                            capture_output=True).returncode == 0
+    if requested:
+        missing = [name for name in requested if not imports(name)]
+        if missing:
+            raise SystemExit(f"{', '.join(missing)} not importable with {reference_python}; create it with:\n{SETUP}")
+        return requested
+    for name in ("datatrove", "datasketch"):
+        if imports(name):
+            return [name]
+    print(f"no reference found ({reference_python}): measuring ours only. For one:\n  {SETUP}")
+    return []
+
+
+def environment(reference_python: Path, references: list[str]) -> dict:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())
+    versions = {"numpy": importlib.metadata.version("numpy")}
+    for name in references:
+        versions[name] = subprocess.run([str(reference_python), "-c", f"import importlib.metadata as m; "
+                                         f"print(m.version('{name}'))"], capture_output=True, text=True).stdout.strip()
+    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "host": socket.gethostname(), "cpu_count": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)),
+            "cpu_model": model, "python": platform.python_version(), "versions": versions}
+
+
+def run(repeats: int, copies: int, worker_counts: list[int], reference_python: Path, references: list[str]) -> dict:
+    with tempfile.TemporaryDirectory(prefix="bench_udatasets_") as tmp:
+        work = Path(tmp)
+        inputs = prepare(work, copies, max(worker_counts))
+        sizes = {name: {"bytes": sum(f.stat().st_size for f in folder.iterdir()),
+                        "docs": sum(1 for f in folder.iterdir() for _ in open(f, "rb"))}
+                 for name, folder in inputs.items()}
+        samples: dict[tuple[str, int, str], list[tuple[float, int]]] = {}
+        results: dict[tuple[str, int, str], dict[str, int]] = {}
+        order = ["ours", *references]
+        for rep in range(repeats):
+            for size, folder in inputs.items():
+                for workers in worker_counts:
+                    for contender in order:
+                        if contender == "datasketch" and workers != worker_counts[0]:
+                            continue  # one process: the worker count does not apply
+                        out = work / f"out_{contender}_{size}_{workers}_{rep}"
+                        out.mkdir()
+                        wall, peak = measure(command(contender, reference_python, folder, out, workers))
+                        samples.setdefault((size, workers, contender), []).append((wall, peak))
+                        results[(size, workers, contender)] = counts(contender, out)
+                        print(f"  repeat {rep + 1}/{repeats} {size:>5} w={workers} {contender:<10} "
+                              f"{wall:6.1f} s {peak / 2**20:7.0f} MiB {results[(size, workers, contender)]}",
+                              flush=True)
+            order = order[1:] + order[:1]  # rotate: no contender always runs first (cold caches) or last
+    rows = []
+    for (size, workers, contender), runs in samples.items():
+        wall = statistics.median(w for w, _ in runs)
+        rows.append({"input": size, "workers": workers, "contender": contender, "wall_s": wall,
+                     "walls_s": [w for w, _ in runs], "peak_rss_mib": max(p for _, p in runs) / 2**20,
+                     "docs_per_s": sizes[size]["docs"] / wall, "mb_per_s": sizes[size]["bytes"] / 1e6 / wall,
+                     **results[(size, workers, contender)]})
+    return {**environment(reference_python, references), "repeats": repeats, "inputs": sizes,
+            "settings": OURS_SETTINGS, "rows": rows}
+
+
+def print_table(result: dict) -> None:
+    print(f"\n{result['date']}  {result['host']}  {result['cpu_model']}  cpus {result['cpus_usable']}"
+          f"/{result['cpu_count']}  python {result['python']}  "
+          + "  ".join(f"{k} {v}" for k, v in result["versions"].items()))
+    for name, size in result["inputs"].items():
+        print(f"{name}: {size['bytes'] / 2**20:.1f} MiB, {size['docs']} docs")
+    print(f"median of {result['repeats']} (wall time, start-up included); near de-dup: Jaccard >= {THRESHOLD} "
+          f"of word {SHINGLE_WORDS}-shingles, {NUM_PERM} permutations\n")
+    head = ("input", "workers", "contender", "wall s", "docs/s", "MB/s", "peak RSS MiB", "kept", "exact dups",
+            "near dups")
+    print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
+    inputs = list(result["inputs"])
+    for r in sorted(result["rows"], key=lambda r: (inputs.index(r["input"]), r["workers"], r["contender"] != "ours")):
+        print(f"| {r['input']} | {r['workers']} | {r['contender']} | {r['wall_s']:.1f} | {r['docs_per_s']:,.0f} | "
+              f"{r['mb_per_s']:.2f} | {r['peak_rss_mib']:,.0f} | {r['kept']:,} | {r['exact']:,} | {r['near']:,} |")
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "datatrove":  # a reference's own process
+        run_datatrove(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "datasketch":
+        run_datasketch(Path(sys.argv[2]), Path(sys.argv[3]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3, help="runs per contender; the table shows medians")
+    parser.add_argument("--copies", type=int, default=4, help="the larger input is the demo corpus this many times")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--reference-python", type=Path, default=REFERENCE_VENV / "bin" / "python",
+                        help="python of the venv that holds datatrove and/or datasketch")
+    parser.add_argument("--references", nargs="*", default=[], choices=["datatrove", "datasketch"],
+                        help="which to run (default: datatrove if it imports, else datasketch)")
+    args = parser.parse_args()
+    references = available(args.reference_python, args.references)
+    result = run(args.repeats, args.copies, args.workers, args.reference_python, references)
+    print_table(result)
+    out = REPO / "bench" / "results" / f"udatasets_{result['date'][:10]}_{result['host']}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"\n-> {out}")
+
+
+if __name__ == "__main__":
+    main()

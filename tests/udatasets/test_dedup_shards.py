@@ -1,0 +1,283 @@
+"""udatasets at scale: token-length filters, near duplicates at the configured threshold, de-dup across the
+datasets of an experiment naming the matched record, the accounting identity per file and in total, and the
+same bytes out whatever the number of worker processes or shards (an empty shard among them)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from llmrunner.errors import ConfigError, StageError
+from llmrunner.udatasets.__main__ import main
+from llmrunner.udatasets.adapters import builtin_adapter
+from llmrunner.udatasets.core import clean_documents, gather_shards, write_shard
+from llmrunner.udatasets.near_dup import MinHashConfig
+from llmrunner.udatasets.settings import UdatasetsSettings
+from llmrunner.udatasets.shard import RecordRules
+
+OUTPUTS = ("{}.jsonl", "{}.rejects.jsonl", "{}.duplicates.jsonl", "{}.stats.json")
+WORDS = [f"w{i}" for i in range(100)]
+
+
+def words(start: int, count: int, extra: list[str] = ()) -> str:
+    return " ".join(WORDS[start:start + count] + list(extra))
+
+
+def write_jsonl(path: Path, records: list[object]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(r if isinstance(r, str) else json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def outputs(folder: Path, dataset: str) -> dict[str, bytes]:
+    return {name.format(dataset): (folder / name.format(dataset)).read_bytes() for name in OUTPUTS}
+
+
+@pytest.fixture(scope="module")
+def word_tokenizer(tmp_path_factory) -> Path:
+    """An HF model folder holding a real word-level tokenizer (one token per word or punctuation run)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {"[UNK]": 0, **{w: i + 1 for i, w in enumerate(WORDS)}}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    folder = tmp_path_factory.mktemp("model")
+    tokenizer.save(str(folder / "tokenizer.json"))
+    return folder
+
+
+@pytest.fixture
+def mixed_raw(tmp_path) -> Path:
+    """A raw folder of three formats with every fate: kept, rejected, exact and near duplicates, blank lines."""
+    raw = tmp_path / "raw"
+    write_jsonl(raw / "a.jsonl", [
+        {"text": words(0, 20)},                        # 1 kept
+        "\n",                                          # 2 blank
+        {"text": "tiny"},                              # 3 too_short
+        '{"text": "broken\n',                          # 4 invalid_json
+        {"text": words(0, 20).upper()},                # 5 near duplicate of 1 (case-folded: identical)
+        {"text": words(0, 20) + "  "},                 # 6 exact duplicate of 1
+        {"text": words(30, 20)},                       # 7 kept
+    ])
+    (raw / "b.csv").write_text("text\n" + words(30, 19, ["x1"]) + "\n" + words(60, 20) + "\n", encoding="utf-8")
+    (raw / "c.txt").write_text(words(0, 19, ["x2"]), encoding="utf-8")  # near duplicate of a.jsonl:1
+    return raw
+
+
+NEAR = MinHashConfig(threshold=0.7, shingle_words=1)
+
+
+def test_accounting_identity_per_file_and_in_total(mixed_raw, tmp_path):
+    stats = clean_documents(sorted(mixed_raw.iterdir()), tmp_path / "mixed.jsonl",
+                            RecordRules(builtin_adapter("text"), min_chars=10, minhash=NEAR))
+    files = stats["files"]
+    assert list(files) == ["a.jsonl", "b.csv", "c.txt"]
+    assert files["a.jsonl"] == {"input": 6, "kept": 2, "rejected": {"invalid_json": 1, "too_short": 1},
+                                "duplicates": {"exact": 1, "near": 1}, "blank_lines": 1}
+    assert files["b.csv"]["duplicates"] == {"exact": 0, "near": 1} and files["b.csv"]["kept"] == 1
+    assert files["c.txt"]["duplicates"] == {"exact": 0, "near": 1}
+    for counts in [stats, *files.values()]:
+        assert counts["input"] == counts["kept"] + sum(counts["rejected"].values()) + sum(counts["duplicates"].values())
+    for key in ("input", "kept", "blank_lines"):
+        assert stats[key] == sum(f[key] for f in files.values())
+    assert (stats["input"], stats["kept"], stats["duplicates"]) == (9, 3, {"exact": 1, "near": 3})
+    assert stats["duplicate_rate"] == pytest.approx(4 / 9, abs=1e-6)
+    assert json.loads((tmp_path / "mixed.stats.json").read_text()) == stats
+    duplicates = read_jsonl(tmp_path / "mixed.duplicates.jsonl")
+    assert [(d["file"], d["line"], d["kind"], d["duplicate_of"]["file"], d["duplicate_of"]["line"])
+            for d in duplicates] == [("a.jsonl", 5, "near", "a.jsonl", 1), ("a.jsonl", 6, "exact", "a.jsonl", 1),
+                                     ("b.csv", 2, "near", "a.jsonl", 7), ("c.txt", 1, "near", "a.jsonl", 1)]
+    chars = stats["lengths"]["chars"]
+    assert chars["records"] == 3 and chars["histogram"] == [{"from": 64, "to": 127, "records": 3}]
+
+
+def test_near_duplicates_at_the_configured_threshold(tmp_path):
+    base = WORDS[:40]
+    records = [{"text": " ".join(base)},                                     # 1 kept
+               {"text": " ".join(base[:38] + ["x1", "x2"])},                 # 2 Jaccard 38/42 = 0.90 with 1
+               {"text": " ".join(base[:24] + [f"y{i}" for i in range(16)])}]  # 3 Jaccard 24/56 = 0.43 with 1
+    raw = write_jsonl(tmp_path / "raw.jsonl", records)
+
+    def near_duplicates(threshold: float) -> list[int]:
+        out = tmp_path / f"t{threshold}.jsonl"
+        rules = RecordRules(builtin_adapter("text"), minhash=MinHashConfig(threshold=threshold, shingle_words=1))
+        clean_documents([raw], out, rules)
+        return [d["line"] for d in read_jsonl(out.with_name(f"t{threshold}.duplicates.jsonl"))]
+
+    assert near_duplicates(0.98) == []
+    assert near_duplicates(0.8) == [2]
+    assert near_duplicates(0.3) == [2, 3]
+    exact_only = clean_documents([raw], tmp_path / "exact.jsonl", RecordRules(builtin_adapter("text")))
+    assert exact_only["duplicates"] == {"exact": 0, "near": 0}
+
+
+def test_a_duplicate_always_names_a_kept_record_and_repeats_cost_no_signature(tmp_path):
+    raw = write_jsonl(tmp_path / "a.jsonl", [{"text": words(0, 20)}, {"text": words(0, 19, ["x"])},
+                                             {"text": words(0, 19, ["x"])}])
+    rules = RecordRules(builtin_adapter("text"), minhash=NEAR)
+    for dedup in ("exact", "none"):
+        clean_documents([raw], tmp_path / f"{dedup}.jsonl", rules, dedup=dedup)
+        duplicates = read_jsonl(tmp_path / f"{dedup}.duplicates.jsonl")
+        # line 3 repeats line 2, which was not kept: it is a near duplicate of line 1, as line 2 is
+        assert [(d["line"], d["kind"], d["duplicate_of"]["line"]) for d in duplicates] == [(2, "near", 1),
+                                                                                          (3, "near", 1)]
+    write_shard([raw], tmp_path / "s.jsonl", rules, "a", 0, 1)
+    metas = [json.loads(line.split(b"\t")[0]) for line in (tmp_path / "s.jsonl").read_bytes().splitlines()[1:-1]]
+    assert [m["m"] is None for m in metas] == [False, False, True]
+
+
+def test_token_filters_count_with_the_base_model_tokenizer(tmp_path, word_tokenizer):
+    raw = write_jsonl(tmp_path / "raw" / "a.jsonl", [
+        {"text": words(0, 3)},   # 1 too_few_tokens (3 < 4)
+        {"text": words(10, 5)},  # 2 kept
+        {"text": words(20, 6)},  # 3 kept
+        {"text": words(30, 7)},  # 4 too_many_tokens (7 > 6)
+        {"text": "w1, w2."},     # 5 too_few_tokens: 4 tokens (w1 , w2 .)
+    ])
+    out = tmp_path / "cpt" / "d.jsonl"
+    main(["--kind", "cpt", "--input", str(raw.parent), "--out", str(out), "--tokenizer", str(word_tokenizer),
+          "--settings", json.dumps({"min_chars": 1, "min_tokens": 5, "max_tokens": 6})])
+    stats = json.loads(out.with_name("d.stats.json").read_text())
+    assert stats["rejected"] == {"too_few_tokens": 2, "too_many_tokens": 1} and stats["kept"] == 2
+    assert [r["line"] for r in read_jsonl(out.with_name("d.rejects.jsonl"))] == [1, 4, 5]
+    assert stats["lengths"]["tokens"] == {"records": 2, "min": 5, "max": 6, "mean": 5.5,
+                                          "histogram": [{"from": 4, "to": 7, "records": 2}]}
+
+    chats = write_jsonl(tmp_path / "raw_sft" / "c.jsonl", [  # SFT: the sum over the message contents
+        {"messages": [{"role": "user", "content": words(0, 2)}, {"role": "assistant", "content": words(5, 3)}]},
+        {"messages": [{"role": "user", "content": words(0, 2)}, {"role": "assistant", "content": words(5, 2)}]},
+    ])
+    out = tmp_path / "sft" / "c.jsonl"
+    main(["--kind", "sft", "--input", str(chats), "--out", str(out), "--tokenizer", str(word_tokenizer),
+          "--settings", json.dumps({"min_tokens": 5})])
+    assert [r["reason"] for r in read_jsonl(out.with_name("c.rejects.jsonl"))] == ["too_few_tokens"]
+
+
+def test_token_filter_without_a_tokenizer_is_a_config_error(tmp_path):
+    raw = write_jsonl(tmp_path / "a.jsonl", [{"text": "some words"}])
+    with pytest.raises(ConfigError, match="min_tokens / max_tokens are set.*--tokenizer"):
+        main(["--kind", "cpt", "--input", str(raw), "--out", str(tmp_path / "o.jsonl"),
+              "--settings", json.dumps({"max_tokens": 10})])
+    with pytest.raises(ConfigError, match=r"max_tokens \(3\) is below min_tokens \(4\)"):
+        UdatasetsSettings.from_dict({"min_tokens": 4, "max_tokens": 3})
+    with pytest.raises(ConfigError, match="near_threshold: must be a number above 0"):
+        UdatasetsSettings.from_dict({"near_threshold": 0})
+
+
+def run_shards(raw: Path, folder: Path, dataset: str, shards: int, settings: dict, kind: str = "cpt") -> list[Path]:
+    files = [folder / ".shards" / f"{dataset}.{i}-of-{shards}.jsonl" for i in range(shards)]
+    for i, path in enumerate(files):
+        main(["shard", "--kind", kind, "--input", str(raw), "--dataset", dataset, "--shard", str(i),
+              "--shards", str(shards), "--out", str(path), "--settings", json.dumps(settings)])
+    return files
+
+
+def test_dedup_across_datasets_names_the_matched_record(tmp_path):
+    settings = {"near_dedup": True, "near_shingle_words": 1, "near_threshold": 0.7, "min_chars": 1}
+    first = write_jsonl(tmp_path / "raw" / "first" / "f.jsonl", [{"text": words(0, 20)}, {"text": words(40, 20)}])
+    second = write_jsonl(tmp_path / "raw" / "second" / "s.jsonl", [
+        {"text": words(50, 20)},             # 1 kept (shares half with first:2)
+        {"text": words(40, 20)},             # 2 exact duplicate of first:2
+        {"text": words(0, 19, ["x"])},       # 3 near duplicate of first:1
+        {"text": words(50, 20)},             # 4 exact duplicate of its own line 1
+    ])
+    out = tmp_path / "processed"
+    first_shards = run_shards(first.parent, out, "first", 2, settings)
+    second_shards = run_shards(second.parent, out, "second", 2, settings)
+    main(["gather", "--kind", "cpt", "--shard-files", *map(str, first_shards + second_shards),
+          "--out", str(out / "second.jsonl"), "--settings", json.dumps(settings)])
+    assert read_jsonl(out / "second.duplicates.jsonl") == [
+        {"file": "s.jsonl", "line": 2, "kind": "exact",
+         "duplicate_of": {"dataset": "first", "file": "f.jsonl", "line": 2}},
+        {"file": "s.jsonl", "line": 3, "kind": "near",
+         "duplicate_of": {"dataset": "first", "file": "f.jsonl", "line": 1}},
+        {"file": "s.jsonl", "line": 4, "kind": "exact",
+         "duplicate_of": {"dataset": "second", "file": "s.jsonl", "line": 1}}]
+    stats = json.loads((out / "second.stats.json").read_text())
+    assert stats["duplicates_by_dataset"] == {"first": {"exact": 1, "near": 1}, "second": {"exact": 1, "near": 0}}
+    assert read_jsonl(out / "second.jsonl") == [{"text": words(50, 20)}]
+    with pytest.raises(ConfigError, match="the last shard files must be those of 'first'"):
+        gather_shards(first_shards + second_shards, out / "first.jsonl")
+
+
+def test_shard_files_that_do_not_belong_together_are_refused(tmp_path):
+    raw = write_jsonl(tmp_path / "raw" / "a.jsonl", [{"text": words(i, 5)} for i in range(5)])
+    out = tmp_path / "processed"
+    shards = run_shards(raw.parent, out, "a", 3, {})
+    with pytest.raises(StageError, match="2 shard files given .* written as 3 shards"):
+        gather_shards(shards[:2], out / "a.jsonl")
+    with pytest.raises(StageError, match="shard 2 of 3 .* does not follow"):
+        gather_shards([shards[0], shards[2], shards[1]], out / "a.jsonl")
+    shards[1].write_bytes(shards[1].read_bytes().rsplit(b"\n", 2)[0] + b"\n")  # cut off the end marker
+    with pytest.raises(StageError, match="ends without its end marker"):
+        gather_shards(shards, out / "a.jsonl")
+
+
+SCALE_SETTINGS = {"near_dedup": True, "near_shingle_words": 2, "near_threshold": 0.6, "min_chars": 12,
+                  "min_tokens": 3}
+
+
+@pytest.fixture
+def scale_raw(tmp_path) -> Path:
+    """Twelve files of records with every fate, and an empty file."""
+    raw = tmp_path / "raw"
+    for f in range(10):
+        write_jsonl(raw / f"part{f:02d}.jsonl", [
+            {"text": words((f * 7 + i) % 60, 8 + i % 5)} if i % 6 else "\n" for i in range(13)])
+    (raw / "part10.csv").write_text("text\n" + "\n".join(words(i, 9) for i in range(0, 40, 3)) + "\n")
+    (raw / "part11.jsonl").write_text("")
+    write_jsonl(raw / "part12.jsonl", ['{"text": "broken\n', {"text": "tiny"}, {"text": "unknownwordsonly"},
+                                       {"text": "alpha beta gamma delta"}, {"text": "alpha beta  gamma delta"}])
+    return raw
+
+
+def test_worker_processes_do_not_change_the_output(scale_raw, tmp_path, word_tokenizer):
+    results = []
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}" / "d.jsonl"
+        main(["--kind", "cpt", "--input", str(scale_raw), "--out", str(out), "--workers", str(workers),
+              "--tokenizer", str(word_tokenizer), "--settings", json.dumps(SCALE_SETTINGS)])
+        results.append(outputs(out.parent, "d"))
+    assert results[0] == results[1]
+    stats = json.loads(results[0]["d.stats.json"])
+    assert stats["kept"] and stats["rejected"] and stats["duplicates"]["exact"] and stats["duplicates"]["near"]
+
+
+@pytest.mark.parametrize("shards", [2, 3, 200])  # 200: more shards than records, so most are empty
+def test_sharded_output_equals_unsharded_byte_for_byte(scale_raw, tmp_path, word_tokenizer, shards):
+    settings = {**SCALE_SETTINGS}
+    one = tmp_path / "one" / "d.jsonl"
+    main(["--kind", "cpt", "--input", str(scale_raw), "--out", str(one), "--tokenizer", str(word_tokenizer),
+          "--settings", json.dumps(settings)])
+    folder = tmp_path / "sharded"
+    files = [folder / ".shards" / f"d.{i}-of-{shards}.jsonl" for i in range(shards)]
+    for i, path in enumerate(files):
+        write_shard(sorted(scale_raw.iterdir()), path,
+                    UdatasetsSettings.from_dict(settings).record_rules("cpt", "d", word_tokenizer), "d", i, shards)
+    gather_shards(files, folder / "d.jsonl", near=UdatasetsSettings.from_dict(settings).minhash())
+    assert outputs(folder, "d") == outputs(one.parent, "d")
+
+
+def test_sft_augmentation_follows_the_kept_records(tmp_path):
+    def chat(question: str, answer: str) -> dict:
+        return {"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]}
+
+    raw = write_jsonl(tmp_path / "raw" / "c.jsonl", [chat("Hi there?", "Hello."), chat("Sum of 1 and 2?", "3"),
+                                                     chat("Hi there?", "Hello.")])
+    out = tmp_path / "sft" / "c.jsonl"
+    augment = {"system_prompt_fraction": 1, "system_prompts": ["Be brief."]}
+    main(["--kind", "sft", "--input", str(raw), "--out", str(out),
+          "--settings", json.dumps({"augment": augment, "min_chars": 1})])
+    records = read_jsonl(out)
+    stats = json.loads(out.with_name("c.stats.json").read_text())
+    assert (stats["kept"], stats["augmented"], stats["duplicates"]["exact"]) == (2, 2, 1)
+    assert records[:2] == [chat("Hi there?", "Hello."), chat("Sum of 1 and 2?", "3")]  # originals first
+    assert records[2]["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert records[3]["augmentation"] == {"kind": "system_prompt",
+                                          "from": [{"dataset": "c", "file": "c.jsonl", "line": 2}]}
+    assert not list(out.parent.glob("*.tmp"))

@@ -1,0 +1,159 @@
+"""Near-duplicate detection on real demo documents edited to known Jaccard similarities of their word shingles.
+
+Signatures are deterministic, so every outcome here is fixed; the similarities are chosen well away from the
+thresholds (LSH and the MinHash estimate are approximate near them)."""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from llmrunner.udatasets.near_dup import MinHashConfig, NearDupIndex, minhash_signature
+from tests.paths import REPO
+
+
+@pytest.fixture(scope="module")
+def documents() -> list[str]:
+    """The first 12 demo CPT documents of 300 words or more."""
+    texts = []
+    with gzip.open(REPO / "resources/demo/cpt.jsonl.gz", "rt", encoding="utf-8") as lines:
+        for line in lines:
+            text = json.loads(line)["text"]
+            if len(text.split()) >= 300:
+                texts.append(text)
+            if len(texts) == 12:
+                return texts
+    raise AssertionError("the demo corpus has fewer than 12 documents of 300+ words")
+
+
+def true_jaccard(a: str, b: str, shingle_words: int = 5) -> float:
+    """Jaccard similarity of the two texts' sets of word shingles, computed directly."""
+    def shingles(text: str) -> set[tuple[str, ...]]:
+        words = text.split()
+        return {tuple(words[i:i + shingle_words]) for i in range(max(len(words) - shingle_words + 1, 1))}
+    sa, sb = shingles(a), shingles(b)
+    return len(sa & sb) / len(sa | sb)
+
+
+def edited(text: str, every: int) -> str:
+    """`text` with every `every`-th word replaced by a word found nowhere else."""
+    return " ".join(f"edit{i}x" if i % every == every - 1 else word for i, word in enumerate(text.split()))
+
+
+def estimated_jaccard(a: bytes, b: bytes) -> float:
+    return float(np.mean(np.frombuffer(a, "<u4") == np.frombuffer(b, "<u4")))
+
+
+def index_of(texts: list[str], config: MinHashConfig) -> NearDupIndex:
+    index = NearDupIndex(config)
+    for number, text in enumerate(texts):
+        index.add(number, minhash_signature(text, config))
+    return index
+
+
+def test_exact_copies_are_found_and_others_are_not(documents):
+    config = MinHashConfig()
+    index = index_of(documents[:6], config)
+    assert [index.find(minhash_signature(text, config)) for text in documents] == [0, 1, 2, 3, 4, 5] + [None] * 6
+
+
+def test_edits_well_above_the_threshold_are_found_and_well_below_are_not(documents):
+    config = MinHashConfig(threshold=0.8)
+    index = index_of(documents, config)
+    for number, text in enumerate(documents):
+        close, far = edited(text, 200), edited(text, 10)  # one word in 200 changed / one in 10
+        assert true_jaccard(text, close) >= 0.94 and true_jaccard(text, far) <= 0.4
+        assert index.find(minhash_signature(close, config)) == number
+        assert index.find(minhash_signature(far, config)) is None
+
+
+def test_the_estimate_follows_the_true_similarity(documents):
+    config = MinHashConfig()
+    for text in documents:
+        for every in (200, 20, 10, 6):
+            variant = edited(text, every)
+            estimate = estimated_jaccard(minhash_signature(text, config), minhash_signature(variant, config))
+            assert abs(estimate - true_jaccard(text, variant)) < 0.15, every
+
+
+def test_the_threshold_decides_a_middling_pair(documents):
+    text = documents[0]
+    middling = edited(text, 20)
+    assert 0.55 <= true_jaccard(text, middling) <= 0.65
+    lenient, strict = MinHashConfig(threshold=0.4), MinHashConfig(threshold=0.8)
+    assert index_of([text], lenient).find(minhash_signature(middling, lenient)) == 0
+    assert index_of([text], strict).find(minhash_signature(middling, strict)) is None
+
+
+def test_the_shingle_size_decides_a_pair_with_scattered_edits(documents):
+    """Changing every 4th word spares most single words but leaves no 5-word run intact."""
+    text = documents[1]
+    scattered = edited(text, 4)
+    assert true_jaccard(text, scattered, 1) >= 0.5 and true_jaccard(text, scattered, 5) == 0.0
+    words, shingles = MinHashConfig(threshold=0.4, shingle_words=1), MinHashConfig(threshold=0.4, shingle_words=5)
+    assert index_of([text], words).find(minhash_signature(scattered, words)) == 0
+    assert index_of([text], shingles).find(minhash_signature(scattered, shingles)) is None
+
+
+def test_the_earliest_added_match_wins(documents):
+    config = MinHashConfig()
+    text = documents[2]
+    index = NearDupIndex(config)
+    index.add("unrelated", minhash_signature(documents[3], config))
+    index.add("near copy", minhash_signature(edited(text, 150), config))
+    index.add("exact copy", minhash_signature(text, config))
+    assert index.find(minhash_signature(text, config)) == "near copy"
+    assert index.find(minhash_signature(documents[3], config)) == "unrelated"
+    assert len(index) == 3
+
+
+def test_sharing_an_lsh_bucket_is_not_enough(documents):
+    """A signature equal to a stored one in the first band only lands in its bucket but estimates ~rows/num_perm."""
+    config = MinHashConfig()
+    index = index_of(documents[:1], config)
+    stored, other = minhash_signature(documents[0], config), minhash_signature(documents[1], config)
+    band_bytes = index.rows * 4
+    crafted = stored[:band_bytes] + other[band_bytes:]
+    assert estimated_jaccard(stored, crafted) < 0.3
+    assert index.find(crafted) is None
+
+
+def test_short_and_empty_texts_are_one_shingle():
+    config = MinHashConfig(shingle_words=5)
+    index = index_of(["three short words", ""], config)
+    assert index.find(minhash_signature("three  short\nwords", config)) == 0  # whitespace splits words only
+    assert index.find(minhash_signature("", config)) == 1
+    assert index.find(minhash_signature("three short words too", config)) is None
+
+
+def test_signatures_are_fixed_bytes_identical_across_processes(documents):
+    config = MinHashConfig(num_perm=64, seed=7)
+    here = [minhash_signature(text, config).hex() for text in documents[:4]]
+    assert all(len(signature) == 64 * 4 * 2 for signature in here)
+    script = ("import json, sys\nfrom llmrunner.udatasets.near_dup import MinHashConfig, minhash_signature\n"
+              "config = MinHashConfig(num_perm=64, seed=7)\n"
+              "print(json.dumps([minhash_signature(t, config).hex() for t in json.load(sys.stdin)]))")
+    for hash_seed in ("0", "12345"):  # Python's own str hash() differs between these processes
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": str(REPO)}
+        done = subprocess.run([sys.executable, "-c", script], input=json.dumps(documents[:4]), env=env,
+                              capture_output=True, text=True, check=True)
+        assert json.loads(done.stdout) == here
+    assert minhash_signature(documents[0], MinHashConfig(num_perm=64, seed=8)).hex() != here[0]
+
+
+def test_a_signature_of_another_config_is_refused(documents):
+    index = NearDupIndex(MinHashConfig(num_perm=128))
+    with pytest.raises(ValueError, match="num_perm 128"):
+        index.find(minhash_signature(documents[0], MinHashConfig(num_perm=64)))
+
+
+@pytest.mark.parametrize("field, value", [("threshold", 0.0), ("threshold", 1.5), ("shingle_words", 0),
+                                          ("num_perm", 1), ("seed", -1)])
+def test_bad_config_values_are_named(field, value):
+    with pytest.raises(ValueError, match=field):
+        MinHashConfig(**{field: value})
