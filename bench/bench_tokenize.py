@@ -10,24 +10,17 @@ between minutes: only figures from the same run compare. See bench/README.md.
 from __future__ import annotations
 
 import argparse
-import datetime
 import gzip
-import importlib.metadata
 import json
 import os
-import platform
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import psutil
+from harness import REPO, environment, measure, save_result
 
-REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "resources" / "demo" / "cpt.jsonl.gz"
 CONTENDERS = ("ours", "reference", "ceiling")
 CEILING_BATCH = 512  # documents per encode_batch call (ours: up to 1,024 documents or 256 KiB of text)
@@ -65,25 +58,6 @@ def command(contender: str, data: Path, tokenizer: Path, out: Path, workers: int
     return [sys.executable, __file__, "ceiling", str(data), str(tokenizer / "tokenizer.json"), f"{out}.bin"]
 
 
-def measure(argv: list[str], workers: int) -> tuple[float, int]:
-    """(wall seconds, peak RSS in bytes summed over the process and its children, sampled every 50 ms)."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAYON_NUM_THREADS": str(workers),
-           "TOKENIZERS_PARALLELISM": "true" if workers > 1 else "false", "PYTHONPATH": str(REPO)}
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    parent, peak = psutil.Process(proc.pid), 0
-    while proc.poll() is None:
-        try:
-            peak = max(peak, sum(p.memory_info().rss for p in [parent, *parent.children(recursive=True)]))
-        except psutil.Error:  # a process ended between listing and reading it
-            pass
-        time.sleep(0.05)
-    wall = time.perf_counter() - start
-    if proc.returncode:
-        raise SystemExit(f"{argv} failed:\n{proc.stderr.read().decode()[-3000:]}")
-    return wall, peak
-
-
 def prepare(work: Path, copies: int) -> tuple[Path, dict[str, Path]]:
     """The demo tokenizer (as prepare builds it) and the demo corpus, plain and repeated."""
     from llmrunner.prepare.tiny_model import DEMO_CORPUS, train_tokenizer
@@ -100,16 +74,6 @@ def prepare(work: Path, copies: int) -> tuple[Path, dict[str, Path]]:
     return tokenizer, {"demo": demo, f"{copies}x": repeated}
 
 
-def environment() -> dict:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
-    versions = {name: importlib.metadata.version(name)
-                for name in ("tokenizers", "transformers", "megatron-core", "torch", "numpy")}
-    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "host": socket.gethostname(), "cpu_count": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)),
-            "cpu_model": model, "python": platform.python_version(), "versions": versions}
-
-
 def run(repeats: int, copies: int, worker_counts: list[int]) -> dict:
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench_tokenize_") as tmp:
@@ -124,7 +88,9 @@ def run(repeats: int, copies: int, worker_counts: list[int]) -> dict:
                 for workers in worker_counts:
                     for contender in order:
                         out = work / f"out_{contender}"
-                        wall, peak = measure(command(contender, data, tokenizer, out, workers), workers)
+                        wall, peak = measure(command(contender, data, tokenizer, out, workers),
+                                             {"HF_HUB_OFFLINE": "1", "RAYON_NUM_THREADS": str(workers),
+                                              "TOKENIZERS_PARALLELISM": "true" if workers > 1 else "false"})
                         samples.setdefault((size, workers, contender), []).append((wall, peak))
                         print(f"  repeat {rep + 1}/{repeats} {size:>5} w={workers} {contender:<9} "
                               f"{wall:6.1f} s {peak / 2**20:7.0f} MiB", flush=True)
@@ -147,7 +113,8 @@ def run(repeats: int, copies: int, worker_counts: list[int]) -> dict:
         row["speedup_vs_reference"] = peers["reference"] / row["wall_s"]
         row["fraction_of_ceiling"] = peers["ceiling"] / row["wall_s"]
     # Other work on the machine skews every figure: the 1-minute load average before and after says how much.
-    return {**environment(), "load_before": load_before, "load_after": os.getloadavg()[0], "repeats": repeats,
+    return {**environment(("tokenizers", "transformers", "megatron-core", "torch", "numpy")),
+            "load_before": load_before, "load_after": os.getloadavg()[0], "repeats": repeats,
             "inputs": sizes, "rows": rows}
 
 
@@ -180,10 +147,7 @@ def main() -> None:
     args = parser.parse_args()
     result = run(args.repeats, args.copies, args.workers)
     print_table(result)
-    out = REPO / "bench" / "results" / f"{result['date'][:10]}_{result['host']}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"\n-> {out}")
+    save_result(result, "tokenize")
 
 
 if __name__ == "__main__":

@@ -11,24 +11,20 @@ and AdamW settings for both contenders:
   token file read as consecutive windows; per-step tokens/s timed the same way (batch + step).
 Each run is a fresh process; runs alternate (the order rotating every repeat) so machine load hits both
 alike. The table gives, per contender, the median and best over repeats of each run's median step
-tokens/s (steps after --skip), and the peak RSS of the run's process tree (wait4's ru_maxrss).
+tokens/s (steps after --skip), and the peak RSS of the run's process tree (sampled every 50 ms).
 
 --gpu: a Qwen3-1.7B-shaped model in bf16 with our megatron-core step on one GPU (random weights and
 tokens): tokens/s and MFU = 6 x parameters x tokens/s / --peak-flops (dense bf16 of the device;
 the default is an H200/H100 SXM's 989e12). Without CUDA it says so and exits 0.
 
-Results go to bench/results/<date>_<host>_train.json (not tracked by git). See bench/README.md.
+Results go to bench/results/train_<date>_<host>.json (not tracked by git). See bench/README.md.
 """
 from __future__ import annotations
 
 import argparse
-import datetime
 import gzip
-import importlib.metadata
 import json
 import os
-import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,7 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from harness import REPO, environment, measure, save_result
+
 CONTENDERS = ("ours", "plain")
 CORPUS_DOCS = 1500  # the first documents of the demo corpus: ~0.6 M tokens, more than any run reads
 # The demo's CPT step (config/experiments/demo/steps/4.train_cpt.yaml), no validation, saves only at the end.
@@ -125,32 +122,16 @@ def command(contender: str, hf: Path, mg: Path, prefix: Path, steps: int, thread
     return [sys.executable, __file__, "plain", str(hf), str(prefix), str(steps), str(threads), str(out / "steps.jsonl")]
 
 
-def measure(argv: list[str], threads: int) -> int:
-    """Run to completion; the peak RSS in bytes of the process (and the children it waited for)."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    stderr = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        raise SystemExit(f"{argv} failed:\n{stderr.decode()[-3000:]}")
-    return usage.ru_maxrss * 1024  # KiB on Linux
-
-
 def step_rates(metrics: Path, skip: int) -> list[float]:
     rows = [json.loads(line) for line in metrics.read_text().splitlines()]
     return [r["tokens_per_s"] for r in rows if "tokens_per_s" in r and r["iteration"] > skip]
 
 
-def environment() -> dict:
+def environment_with_gpu() -> dict:
     import torch
 
-    versions = {p: importlib.metadata.version(p) for p in ("torch", "megatron-core", "transformers")}
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"date": datetime.datetime.now().isoformat(timespec="seconds"), "host": socket.gethostname(),
-            "cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "python": platform.python_version(), **versions}
+    return {**environment(("torch", "megatron-core", "transformers")), "gpu": gpu}
 
 
 def run_cpu(repeats: int, steps: int, skip: int, threads: int) -> dict:
@@ -163,19 +144,21 @@ def run_cpu(repeats: int, steps: int, skip: int, threads: int) -> dict:
             for contender in order:
                 out = work / f"{contender}_{repeat}"
                 out.mkdir()
-                peak = measure(command(contender, hf, mg, prefix, steps, threads, out), threads)
+                _, peak = measure(command(contender, hf, mg, prefix, steps, threads, out),
+                                  {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(threads)})
                 metrics = out / "logs/metrics.jsonl" if contender == "ours" else out / "steps.jsonl"
                 rates = step_rates(metrics, skip)
                 runs[contender].append({"tokens_per_s": statistics.median(rates), "peak_rss": peak, "steps": rates})
                 print(f"  repeat {repeat + 1}/{repeats} {contender}: {statistics.median(rates):,.0f} tokens/s, "
                       f"peak RSS {peak / 2**20:,.0f} MiB", flush=True)
-    return {"mode": "cpu", **environment(), "repeats": repeats, "steps": steps, "skip": skip, "threads": threads,
-            "hparams": HPARAMS, "runs": runs}
+    return {"mode": "cpu", **environment_with_gpu(), "repeats": repeats, "steps": steps, "skip": skip,
+            "threads": threads, "hparams": HPARAMS, "runs": runs}
 
 
 def print_cpu_table(result: dict) -> None:
-    print(f"\n{result['date']} {result['host']}: {result['cpu']}, {result['cores']} cores, torch {result['torch']}, "
-          f"megatron-core {result['megatron-core']}, transformers {result['transformers']}")
+    versions = result["versions"]
+    print(f"\n{result['date']} {result['host']}: {result['cpu_model']}, {result['cpu_count']} cores, torch "
+          f"{versions['torch']}, megatron-core {versions['megatron-core']}, transformers {versions['transformers']}")
     print(f"demo model, batch {HPARAMS['micro_batch_size']} x {HPARAMS['seq_length']} tokens, {result['threads']} "
           f"threads, steps {result['skip'] + 1}-{result['steps']} of each run, {result['repeats']} runs each\n")
     print("| contender | median tokens/s | best tokens/s | peak RSS MiB |")
@@ -218,7 +201,7 @@ def run_gpu(steps: int, skip: int, seq_length: int, micro_batch: int, peak_flops
         if step >= skip:
             rates.append(micro_batch * seq_length / (time.perf_counter() - started))
     tokens_per_s = statistics.median(rates)
-    return {"mode": "gpu", **environment(), "shape": QWEN3_1_7B, "parameters": parameters, "steps": steps,
+    return {"mode": "gpu", **environment_with_gpu(), "shape": QWEN3_1_7B, "parameters": parameters, "steps": steps,
             "skip": skip, "seq_length": seq_length, "micro_batch": micro_batch, "tokens_per_s": tokens_per_s,
             "best_tokens_per_s": max(rates), "peak_flops": peak_flops,
             "mfu": 6 * parameters * tokens_per_s / peak_flops,
@@ -253,15 +236,11 @@ def main() -> None:
               f"{args.micro_batch} x {args.seq_length} tokens per step: {result['tokens_per_s']:,.0f} tokens/s "
               f"(best {result['best_tokens_per_s']:,.0f}), MFU {result['mfu']:.1%} of {args.peak_flops:.3g} FLOP/s, "
               f"peak memory {result['peak_gpu_memory_gib']:.1f} GiB")
-        suffix = "train_gpu"
+        save_result(result, "train_gpu")
     else:
         result = run_cpu(args.repeats, args.steps, args.skip, args.threads)
         print_cpu_table(result)
-        suffix = "train"
-    out = REPO / "bench" / "results" / f"{result['date'][:10]}_{result['host']}_{suffix}.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"\nfull result: {out}")
+        save_result(result, "train")
 
 
 if __name__ == "__main__":

@@ -14,21 +14,16 @@ only figures from the same run compare. See bench/README.md.
 from __future__ import annotations
 
 import argparse
-import datetime
 import gzip
-import importlib.metadata
 import json
-import os
-import platform
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from harness import REPO, environment, measure, save_result
+
 CORPUS = REPO / "resources" / "demo" / "cpt.jsonl.gz"
 REFERENCE_VENV = Path("/tmp/dtvenv")
 # datatrove 0.10 hashes str, which xxhash 4 refuses; regex, tokenizers, orjson: imports its dedup and jsonl blocks need
@@ -146,26 +141,6 @@ def counts(contender: str, work: Path) -> dict[str, int]:
     return {"kept": lines["kept"], "exact": lines["exact_removed"], "near": lines["near_removed"]}
 
 
-def measure(argv: list[str]) -> tuple[float, int]:
-    """(wall seconds, peak RSS in bytes summed over the process and its children, sampled every 50 ms)."""
-    import psutil
-
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    parent, peak = psutil.Process(proc.pid), 0
-    while proc.poll() is None:
-        try:
-            peak = max(peak, sum(p.memory_info().rss for p in [parent, *parent.children(recursive=True)]))
-        except psutil.Error:  # a process ended between listing and reading it
-            pass
-        time.sleep(0.05)
-    wall = time.perf_counter() - start
-    if proc.returncode:
-        raise SystemExit(f"{argv} failed:\n{proc.stderr.read().decode()[-3000:]}")
-    return wall, peak
-
-
 def prepare(work: Path, copies: int, shards: int) -> dict[str, Path]:
     """The demo corpus, and it --copies times, each as a folder of `shards` jsonl files (datatrove runs one
     task per file; ours reads the files in name order, so the record order is the corpus order either way)."""
@@ -203,16 +178,11 @@ def available(reference_python: Path, requested: list[str]) -> list[str]:
     return []
 
 
-def environment(reference_python: Path, references: list[str]) -> dict:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
-    versions = {"numpy": importlib.metadata.version("numpy")}
-    for name in references:
-        versions[name] = subprocess.run([str(reference_python), "-c", f"import importlib.metadata as m; "
-                                         f"print(m.version('{name}'))"], capture_output=True, text=True).stdout.strip()
-    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "host": socket.gethostname(), "cpu_count": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)),
-            "cpu_model": model, "python": platform.python_version(), "versions": versions}
+def reference_versions(reference_python: Path, references: list[str]) -> dict[str, str]:
+    """The versions of the references, as installed in the reference venv."""
+    return {name: subprocess.run([str(reference_python), "-c", f"import importlib.metadata as m; "
+                                  f"print(m.version('{name}'))"], capture_output=True, text=True).stdout.strip()
+            for name in references}
 
 
 def run(repeats: int, copies: int, worker_counts: list[int], reference_python: Path, references: list[str]) -> dict:
@@ -233,7 +203,8 @@ def run(repeats: int, copies: int, worker_counts: list[int], reference_python: P
                             continue  # one process: the worker count does not apply
                         out = work / f"out_{contender}_{size}_{workers}_{rep}"
                         out.mkdir()
-                        wall, peak = measure(command(contender, reference_python, folder, out, workers))
+                        wall, peak = measure(command(contender, reference_python, folder, out, workers),
+                                             {"OMP_NUM_THREADS": "1"})
                         samples.setdefault((size, workers, contender), []).append((wall, peak))
                         results[(size, workers, contender)] = counts(contender, out)
                         print(f"  repeat {rep + 1}/{repeats} {size:>5} w={workers} {contender:<10} "
@@ -247,7 +218,8 @@ def run(repeats: int, copies: int, worker_counts: list[int], reference_python: P
                      "walls_s": [w for w, _ in runs], "peak_rss_mib": max(p for _, p in runs) / 2**20,
                      "docs_per_s": sizes[size]["docs"] / wall, "mb_per_s": sizes[size]["bytes"] / 1e6 / wall,
                      **results[(size, workers, contender)]})
-    return {**environment(reference_python, references), "repeats": repeats, "inputs": sizes,
+    return {**environment(("numpy",), **reference_versions(reference_python, references)), "repeats": repeats,
+            "inputs": sizes,
             "settings": OURS_SETTINGS, "rows": rows}
 
 
@@ -287,10 +259,7 @@ def main() -> None:
     references = available(args.reference_python, args.references)
     result = run(args.repeats, args.copies, args.workers, args.reference_python, references)
     print_table(result)
-    out = REPO / "bench" / "results" / f"udatasets_{result['date'][:10]}_{result['host']}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"\n-> {out}")
+    save_result(result, "udatasets")
 
 
 if __name__ == "__main__":

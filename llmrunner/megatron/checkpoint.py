@@ -9,8 +9,9 @@ Layout (the contract shared by hf2mg, training and mg2hf):
 
 An iteration folder holds `model` (sharded), optionally `optimizer` (sharded) and `rng_state`
 (one object per model-parallel rank, as Megatron-LM stores it), plus plain values in common.pt
-(iteration, scheduler and data position). The tracker file is replaced only after a save has
-finished, so a run killed mid-save resumes from the previous complete iteration.
+(iteration, scheduler and data position, and with an optimizer the content metadata that says how
+its state is laid out). The tracker file is replaced only after a save has finished, so a run
+killed mid-save resumes from the previous complete iteration.
 """
 from __future__ import annotations
 
@@ -27,6 +28,11 @@ from llmrunner.errors import StageError
 from llmrunner.megatron.model import ModelShape
 
 TRACKER = "latest_checkpointed_iteration.txt"
+# How megatron-core's distributed optimizer lays out its state (plain optimizers ignore it):
+# Megatron-LM's default, each rank writes its own shard of the flat buffers (no gather) and a resume
+# may change the data-parallel size. Saved as the checkpoint's content metadata; a load uses what the
+# checkpoint says, as Megatron-LM does, so a later change of this default still reads older checkpoints.
+OPTIMIZER_METADATA = {"distrib_optim_sharding_type": "dp_reshardable"}
 _ITER_RE = re.compile(r"^iter_(\d{7})$")
 
 
@@ -106,6 +112,38 @@ def _set_rng(state: dict) -> None:
     get_cuda_rng_tracker().set_states(state["tracker"])
 
 
+# megatron-core's distributed optimizer uses torch's AdamW when neither Apex nor Transformer Engine
+# is installed (always on CPU). torch keeps Adam's step per parameter, in its state, and megatron-core
+# 0.16 loads that combination only with the help of the three functions below.
+def _distributed_torch_adams(optimizer) -> list[torch.optim.Optimizer]:
+    """The torch Adam(W) inside each DistributedOptimizer part of a megatron optimizer."""
+    from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
+
+    parts = getattr(optimizer, "chained_optimizers", [optimizer])
+    return [part.optimizer for part in parts if isinstance(part, DistributedOptimizer)
+            and isinstance(part.optimizer, torch.optim.Adam | torch.optim.AdamW)]
+
+
+def _allocate_adam_state(adam: torch.optim.Optimizer) -> None:
+    """Give a never-stepped Adam the state its first step would create (zeros, step 0): building the
+    load request reads the step from it. The load replaces all of it."""
+    if adam.state:
+        return
+    for group in adam.param_groups:
+        for param in group["params"]:
+            adam.state[param] = {"step": torch.tensor(0.0), "exp_avg": torch.zeros_like(param),
+                                 "exp_avg_sq": torch.zeros_like(param)}
+
+
+def _restore_adam_steps(adam: torch.optim.Optimizer) -> None:
+    """Set each parameter's step to its group's saved one: loading the dp_reshardable parameter state
+    copies the step tensors the load request was built with (those of _allocate_adam_state) over the
+    restored ones, so a resumed run would redo Adam's bias correction from step 1."""
+    for group in adam.param_groups:
+        for param in group["params"]:
+            adam.state[param]["step"] = torch.tensor(float(group["step"]))
+
+
 def _barrier() -> None:
     if torch.distributed.is_initialized():
         torch.distributed.barrier()
@@ -135,10 +173,12 @@ def save_checkpoint(root: str | Path, iteration: int, shape: ModelShape, model, 
     module = _unwrap(model)
     model_sd = module.sharded_state_dict()
     sharded = {"model": model_sd, "iteration": iteration, **(state or {})}
+    metadata = None
     if optimizer is not None:
-        sharded["optimizer"] = optimizer.sharded_state_dict(model_sd)
+        metadata = dict(OPTIMIZER_METADATA)
+        sharded["optimizer"] = optimizer.sharded_state_dict(model_sd, metadata=metadata)
         sharded["rng_state"] = _rng_object(with_state=True)
-    dist_checkpointing.save(sharded, str(folder))
+    dist_checkpointing.save(sharded, str(folder), content_metadata=metadata)
     _barrier()
     if _is_rank0():
         tmp = root / (TRACKER + ".tmp")
@@ -180,7 +220,11 @@ def load_checkpoint(root: str | Path, model, optimizer=None, iteration: int | No
     model_sd = module.sharded_state_dict()
     request = {"model": model_sd}
     if optimizer is not None:
-        request["optimizer"] = optimizer.sharded_state_dict(model_sd, is_loading=True)
+        # None for a checkpoint saved without it: megatron-core's own default layout applies.
+        metadata = dist_checkpointing.load_content_metadata(str(folder))
+        for adam in _distributed_torch_adams(optimizer):
+            _allocate_adam_state(adam)
+        request["optimizer"] = optimizer.sharded_state_dict(model_sd, is_loading=True, metadata=metadata)
     if restore_rng:
         request["rng_state"] = _rng_object(with_state=False)
     try:
@@ -191,9 +235,15 @@ def load_checkpoint(root: str | Path, model, optimizer=None, iteration: int | No
         reason = "; ".join(map(str, failures)) or str(err)
         raise StageError(f"cannot load {folder} into a model of shape {root / 'model.json'}: {reason[:1000]}. "
                          "The optimizer state exists only in training checkpoints.") from err
+    loaded.pop("content_metadata", None)  # dist_checkpointing's own entry in common.pt, not a saved value
     module.load_state_dict(loaded.pop("model"), strict=True)
     if optimizer is not None:
-        optimizer.load_state_dict(loaded.pop("optimizer"))
+        # The distributed optimizer's fp32 main weights are views of the model's weights; megatron-core
+        # 0.16 copies into them in place without no_grad for the dp_reshardable layout (autograd refuses).
+        with torch.no_grad():
+            optimizer.load_state_dict(loaded.pop("optimizer"))
+        for adam in _distributed_torch_adams(optimizer):
+            _restore_adam_steps(adam)
     if restore_rng:
         _set_rng(loaded.pop("rng_state"))
     return loaded

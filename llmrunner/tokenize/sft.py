@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from llmrunner.chat_rules import ROLES, turn_order_problem
 from llmrunner.errors import StageError
 from llmrunner.indexed import IndexedDatasetWriter, token_dtype
 from llmrunner.tokenize.core import (
@@ -156,10 +157,18 @@ def _merge_plain(pieces: list[tuple[int, int, int | None]]) -> list[tuple[int, i
 
 
 def check_messages(where: str, messages: list) -> list[dict]:
+    """The conversation when it follows the SFT rules (llmrunner/chat_rules.py); otherwise a StageError naming
+    the line and the rule: data read without udatasets was never validated, and a turn with an unknown role
+    would be rendered and silently never trained."""
+    fix = "enable the udatasets step to validate and clean SFT data (docs/records.md has the rules)"
     for n, m in enumerate(messages):
         if not (isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)):
-            raise StageError(f"{where}: messages[{n}] must be an object with string 'role' and 'content'; "
-                             f"enable the udatasets step to validate and clean SFT data")
+            raise StageError(f"{where}: messages[{n}] must be an object with string 'role' and 'content'; {fix}")
+        if m["role"] not in ROLES:
+            raise StageError(f"{where}: messages[{n}] has role {m['role']!r}, not one of {list(ROLES)}; {fix}")
+    problem = turn_order_problem([m["role"] for m in messages])
+    if problem is not None:
+        raise StageError(f"{where}: the conversation breaks an SFT rule ({problem}); {fix}")
     return messages
 
 

@@ -95,6 +95,12 @@ class TrainSettings:
     pipeline_parallel: int = 1
     """Pipeline-parallel size."""
 
+    use_distributed_optimizer: bool = False
+    """Shard the optimizer state (fp32 main weights, Adam moments) over the data-parallel ranks, as
+    Megatron-LM's --use-distributed-optimizer (ZeRO-1): gradients are reduce-scattered, each rank updates
+    its shard, the weights are all-gathered. Same training curve, less memory per rank. With data-parallel
+    size 1 there is nothing to shard: it runs like the plain optimizer and the run logs a warning."""
+
     stop_before_time_limit: int = 600
     """In a SLURM job with a time limit: save a checkpoint and exit (status 140, resumed by the rerun)
     after the first step that ends later than this many seconds before the limit; 0: never. Must cover
@@ -135,6 +141,9 @@ class TrainSettings:
             problems.append(f"`lr_decay_style` {self.lr_decay_style!r} is not one of {list(DECAY_STYLES)}")
         if self.precision not in PRECISIONS:
             problems.append(f"`precision` {self.precision!r} is not one of {list(PRECISIONS)}")
+        if not isinstance(self.use_distributed_optimizer, bool):
+            problems.append("`use_distributed_optimizer` must be true or false, got "
+                            f"{self.use_distributed_optimizer!r}")
         if self.weight_decay < 0 or self.clip_grad < 0:
             problems.append("`weight_decay` and `clip_grad` must be >= 0")
         problems += _split_problems(self.split)

@@ -32,14 +32,17 @@ def build_model_and_optimizer(shape: ModelShape, s: TrainSettings):
         from megatron.core.transformer.module import Float16Module
 
         model = Float16Module(config, model)
+    # The distributed optimizer needs both: DDP then reduce-scatters gradients into contiguous buffers
+    # (instead of all-reducing them) and all-gathers the updated weights after each step.
     model = DistributedDataParallel(
         config, DistributedDataParallelConfig(grad_reduce_in_fp32=True, overlap_grad_reduce=False,
-                                              use_distributed_optimizer=False), model)
+                                              use_distributed_optimizer=s.use_distributed_optimizer), model)
     config.no_sync_func = model.no_sync  # accumulate micro-batch gradients before reducing
     optimizer = get_megatron_optimizer(
         OptimizerConfig(optimizer="adam", lr=s.lr, min_lr=s.min_lr, weight_decay=s.weight_decay,
                         adam_beta1=s.adam_beta1, adam_beta2=s.adam_beta2, adam_eps=s.adam_eps,
-                        clip_grad=s.clip_grad, bf16=bf16, params_dtype=dtype), [model])
+                        clip_grad=s.clip_grad, bf16=bf16, params_dtype=dtype,
+                        use_distributed_optimizer=s.use_distributed_optimizer), [model])
     config.grad_scale_func = optimizer.scale_loss
     # Counted in optimizer steps (Megatron-LM counts samples; the shape of the curve is the same).
     scheduler = OptimizerParamScheduler(

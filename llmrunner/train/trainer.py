@@ -96,6 +96,11 @@ def run_training(kind: str, init_dir: Path, prefixes: list[str], save_dir: Path,
     if info.rank == 0:
         log.info("%d process(es): tensor %d x pipeline %d x data %d parallel; %d micro-batch(es) of %d per step",
                  info.world_size, s.tensor_parallel, s.pipeline_parallel, info.dp_size, num_micro, s.micro_batch_size)
+        if s.use_distributed_optimizer:
+            # Not an error: with nproc_per_node 1 the data-parallel size comes from the job's GPUs and nodes.
+            log.log(logging.WARNING if info.dp_size == 1 else logging.INFO,
+                    "distributed optimizer: optimizer state sharded over %d data-parallel rank(s)%s", info.dp_size,
+                    "; with one there is nothing to shard (same memory as without)" if info.dp_size == 1 else "")
     shape = ModelShape.load(init_dir)
     if s.seq_length > shape.max_position_embeddings:
         raise StageError(f"seq_length {s.seq_length} exceeds the model's max_position_embeddings "
@@ -106,6 +111,10 @@ def run_training(kind: str, init_dir: Path, prefixes: list[str], save_dir: Path,
     model, optimizer, scheduler = build_model_and_optimizer(shape, s)
     if resume is None:
         checkpoint.load_checkpoint(init_dir, model)
+        # With bf16 the optimizer keeps fp32 main weights, copied from the model when it was built:
+        # refresh them from the loaded weights, or the first step writes the random ones back (as
+        # Megatron-LM does after a load without optimizer state; a no-op for fp32 weights).
+        optimizer.reload_model_params()
         iteration = 0
     else:
         state = checkpoint.load_checkpoint(save_dir, model, optimizer, iteration=resume, restore_rng=True)

@@ -10,10 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
-ROLES = ("system", "user", "assistant", "tool")
-# Turn order after the optional first system turn: which roles may follow each role. A tool turn carries
-# the result of a call the assistant made in the turn before; the assistant then answers (or calls again).
-NEXT_ROLES = {"user": ("assistant",), "assistant": ("user", "tool"), "tool": ("tool", "assistant")}
+from llmrunner.chat_rules import ROLES, turn_order_problem
+
 # ShareGPT speaker names -> roles, with LLaMA-Factory's tool names: `function_call` is the assistant's
 # call (trained, like any assistant turn), `observation` / `function` / `tool` the result (never trained).
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
@@ -54,27 +52,6 @@ def adapt_text(record: dict, text_key: str = "text") -> Adapted:
     meta.pop("text", None)
     meta.pop("messages", None)
     return {"text": text, **meta}, None
-
-
-def turn_order_problem(roles: list[str]) -> str | None:
-    """Why a conversation with these roles (each one of ROLES) is not trainable, or None (docs/records.md):
-    at most one system turn, first; then the user, and user and assistant alternate, tool turns only after
-    an assistant turn or another tool turn; the last turn is the assistant's."""
-    if "user" not in roles:
-        return "no_user_turn"
-    if "assistant" not in roles:
-        return "no_assistant_turn"
-    if roles[-1] != "assistant":
-        return "last_turn_not_assistant"
-    if "system" in roles[1:]:
-        return "system_not_first"
-    turns = roles[1:] if roles[0] == "system" else roles
-    if turns[0] != "user":
-        return "first_turn_not_user"
-    for previous, role in zip(turns, turns[1:]):
-        if role not in NEXT_ROLES[previous]:
-            return "tool_not_after_assistant" if role == "tool" else "roles_not_alternating"
-    return None
 
 
 def is_augmentation_marker(value: object) -> bool:

@@ -24,6 +24,7 @@ import base64
 import hashlib
 import json
 import multiprocessing
+import signal
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -178,6 +179,9 @@ _worker_checker: ChunkChecker | None = None
 
 def _start_worker(rules: RecordRules, files: list[str]) -> None:
     global _worker_checker
+    # A forked worker inherits the parent's Python signal handlers; one that turns SIGTERM into anything but
+    # an exit makes Pool.terminate (every `with Pool` ends with it) wait for the worker forever.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _worker_checker = ChunkChecker(rules, files)
 
 

@@ -123,6 +123,19 @@ def test_bad_messages_name_the_line(tiny_tokenizer_dir, tmp_path):
         tokenize_sft([data], tiny_tokenizer_dir, tmp_path / "out")
 
 
+@pytest.mark.parametrize(("turns", "message"), [
+    ((("bot", "a"), ("assistant", "b")), r"c.jsonl, line 1: messages\[0\] has role 'bot'"),
+    ((("user", "a"), ("user", "b"), ("assistant", "c")), r"c.jsonl, line 1: .*SFT rule \(roles_not_alternating\)"),
+    ((("user", "a"), ("assistant", "b"), ("user", "c")), r"c.jsonl, line 1: .*SFT rule \(last_turn_not_assistant\)"),
+])
+def test_conversations_breaking_the_sft_rules_stop_the_step(tiny_tokenizer_dir, tmp_path, turns, message):
+    """With udatasets off nothing validated the data: a turn tokenize would render but never train is an error."""
+    data = tmp_path / "c.jsonl"
+    data.write_text(json.dumps({"messages": chat(*turns)}) + "\n")
+    with pytest.raises(StageError, match=message):
+        tokenize_sft([data], tiny_tokenizer_dir, tmp_path / "out")
+
+
 def test_cli_and_settings(tiny_tokenizer_dir, tmp_path):
     data = write_chats(tmp_path / "c.jsonl", [MULTI_TURN])
     main(["sft", "--input", str(data), "--tokenizer", str(tiny_tokenizer_dir), "--out-prefix", str(tmp_path / "o"),

@@ -4,6 +4,7 @@ same bytes out whatever the number of worker processes or shards (an empty shard
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from llmrunner.udatasets.adapters import builtin_adapter
 from llmrunner.udatasets.core import clean_documents, gather_shards, write_shard
 from llmrunner.udatasets.near_dup import MinHashConfig
 from llmrunner.udatasets.settings import UdatasetsSettings
-from llmrunner.udatasets.shard import RecordRules
+from llmrunner.udatasets.shard import RecordRules, _start_worker
 
 OUTPUTS = ("{}.jsonl", "{}.rejects.jsonl", "{}.duplicates.jsonl", "{}.stats.json")
 WORDS = [f"w{i}" for i in range(100)]
@@ -246,6 +247,18 @@ def test_worker_processes_do_not_change_the_output(scale_raw, tmp_path, word_tok
     assert results[0] == results[1]
     stats = json.loads(results[0]["d.stats.json"])
     assert stats["kept"] and stats["rejected"] and stats["duplicates"]["exact"] and stats["duplicates"]["near"]
+
+
+def test_a_worker_process_ends_on_sigterm_whatever_its_parent_does_with_it():
+    """A forked worker inherits Python signal handlers; one that keeps SIGTERM from ending it (a test session
+    turning it into KeyboardInterrupt hung CI) makes Pool.terminate, which every `with Pool` ends with, wait
+    forever. The worker start resets it."""
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        _start_worker(RecordRules(builtin_adapter("text")), ["a.jsonl"])
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @pytest.mark.parametrize("shards", [2, 3, 200])  # 200: more shards than records, so most are empty

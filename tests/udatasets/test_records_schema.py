@@ -10,8 +10,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from llmrunner.chat_rules import ROLES
 from llmrunner.udatasets.__main__ import main
-from llmrunner.udatasets.adapters import ROLES, adapt_messages, adapt_text, builtin_adapter
+from llmrunner.udatasets.adapters import adapt_messages, adapt_text, builtin_adapter
 from llmrunner.udatasets.custom import custom_adapter
 from tests.paths import REPO
 

@@ -24,12 +24,17 @@ def read_jsonl(path: Path) -> list[dict]:
 def test_udatasets_accounts_for_every_record(demo_run):
     for kind, dataset in (("cpt", "demo_text"), ("sft", "wordnet_chat")):
         stats = json.loads((demo_run / f"data/processed/{kind}/{dataset}.stats.json").read_text())
-        kept = len(read_jsonl(demo_run / f"data/processed/{kind}/{dataset}.jsonl"))
+        records = read_jsonl(demo_run / f"data/processed/{kind}/{dataset}.jsonl")
+        # the demo augments SFT: new records, marked, follow the kept ones and are not input records
+        augmented = [r for r in records if "augmentation" in r]
+        kept = len(records) - len(augmented)
         rejected = len(read_jsonl(demo_run / f"data/processed/{kind}/{dataset}.rejects.jsonl"))
         duplicates = len(read_jsonl(demo_run / f"data/processed/{kind}/{dataset}.duplicates.jsonl"))
-        assert stats["kept"] == kept > 0
+        assert stats["kept"] == kept > 0 and stats["augmented"] == len(augmented)
         assert stats["input"] == kept + rejected + duplicates
         assert sum(stats["rejected"].values()) == rejected
+        assert sum(stats["duplicates"].values()) == duplicates
+    assert stats["augmented"] > 0  # SFT: both augmentations are on in the demo
 
 
 def test_tokenized_files_are_megatron_indexed_datasets(demo_run):

@@ -1,0 +1,56 @@
+"""What every benchmark under bench/ shares: timing a contender's process, describing the machine,
+saving the figures. The benchmarks run as scripts (`python bench/bench_<stage>.py`), so this module is
+imported by its bare name."""
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def measure(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
+    """Run argv to completion from the repository root with `env` added to the environment; return (wall
+    seconds, peak RSS in bytes summed over the process and its children, sampled every 50 ms)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), **env}
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    parent, peak = psutil.Process(proc.pid), 0
+    while proc.poll() is None:
+        try:
+            peak = max(peak, sum(p.memory_info().rss for p in [parent, *parent.children(recursive=True)]))
+        except psutil.Error:  # a process ended between listing and reading it
+            pass
+        time.sleep(0.05)
+    wall = time.perf_counter() - start
+    if proc.returncode:
+        raise SystemExit(f"{argv} failed:\n{proc.stderr.read().decode()[-3000:]}")
+    return wall, peak
+
+
+def environment(packages: tuple[str, ...], **extra_versions: str) -> dict:
+    """The machine, the date and the versions of `packages` (plus versions found elsewhere, by name)."""
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())
+    versions = {name: importlib.metadata.version(name) for name in packages}
+    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "host": socket.gethostname(), "cpu_count": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)),
+            "cpu_model": model, "python": platform.python_version(), "versions": {**versions, **extra_versions}}
+
+
+def save_result(result: dict, name: str) -> Path:
+    """Write the figures to bench/results/<name>_<date>_<host>.json (not tracked by git); return the path."""
+    out = REPO / "bench" / "results" / f"{name}_{result['date'][:10]}_{result['host']}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"\n-> {out}")
+    return out
