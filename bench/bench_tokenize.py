@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness import REPO, environment, measure, save_result
+from harness import REPO, environment, machine_line, measure, save_result
 
 CORPUS = REPO / "resources" / "demo" / "cpt.jsonl.gz"
 CONTENDERS = ("ours", "reference", "ceiling")
@@ -119,9 +119,7 @@ def run(repeats: int, copies: int, worker_counts: list[int]) -> dict:
 
 
 def print_table(result: dict) -> None:
-    print(f"\n{result['date']}  {result['host']}  {result['cpu_model']}  cpus {result['cpus_usable']}"
-          f"/{result['cpu_count']}  python {result['python']}  "
-          + "  ".join(f"{k} {v}" for k, v in result["versions"].items()))
+    print("\n" + machine_line(result))
     for name, size in result["inputs"].items():
         print(f"{name}: {size['bytes'] / 2**20:.1f} MiB, {size['docs']} docs, {size['tokens']} tokens, "
               f"ours == reference: {size['identical_to_reference']}")

@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness import REPO, environment, measure, save_result
+from harness import REPO, environment, machine_line, measure, save_result
 
 CORPUS = REPO / "resources" / "demo" / "cpt.jsonl.gz"
 REFERENCE_VENV = Path("/tmp/dtvenv")
@@ -219,14 +219,11 @@ def run(repeats: int, copies: int, worker_counts: list[int], reference_python: P
                      "docs_per_s": sizes[size]["docs"] / wall, "mb_per_s": sizes[size]["bytes"] / 1e6 / wall,
                      **results[(size, workers, contender)]})
     return {**environment(("numpy",), **reference_versions(reference_python, references)), "repeats": repeats,
-            "inputs": sizes,
-            "settings": OURS_SETTINGS, "rows": rows}
+            "inputs": sizes, "settings": OURS_SETTINGS, "rows": rows}
 
 
 def print_table(result: dict) -> None:
-    print(f"\n{result['date']}  {result['host']}  {result['cpu_model']}  cpus {result['cpus_usable']}"
-          f"/{result['cpu_count']}  python {result['python']}  "
-          + "  ".join(f"{k} {v}" for k, v in result["versions"].items()))
+    print("\n" + machine_line(result))
     for name, size in result["inputs"].items():
         print(f"{name}: {size['bytes'] / 2**20:.1f} MiB, {size['docs']} docs")
     print(f"median of {result['repeats']} (wall time, start-up included); near de-dup: Jaccard >= {THRESHOLD} "

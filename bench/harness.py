@@ -47,6 +47,13 @@ def environment(packages: tuple[str, ...], **extra_versions: str) -> dict:
             "cpu_model": model, "python": platform.python_version(), "versions": {**versions, **extra_versions}}
 
 
+def machine_line(result: dict) -> str:
+    """One line naming the machine, the date and the versions a result was measured with."""
+    return (f"{result['date']}  {result['host']}  {result['cpu_model']}  cpus {result['cpus_usable']}"
+            f"/{result['cpu_count']}  python {result['python']}  "
+            + "  ".join(f"{k} {v}" for k, v in result["versions"].items()))
+
+
 def save_result(result: dict, name: str) -> Path:
     """Write the figures to bench/results/<name>_<date>_<host>.json (not tracked by git); return the path."""
     out = REPO / "bench" / "results" / f"{name}_{result['date'][:10]}_{result['host']}.json"
