@@ -14,12 +14,11 @@ import gzip
 import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-from harness import REPO, environment, machine_line, measure, save_result
+from harness import REPO, environment, machine_line, measure, save_result, summary_rows
 
 CORPUS = REPO / "resources" / "demo" / "cpt.jsonl.gz"
 CONTENDERS = ("ours", "reference", "ceiling")
@@ -100,13 +99,7 @@ def run(repeats: int, copies: int, worker_counts: list[int]) -> dict:
                     sizes[size]["identical_to_reference"] = same
                     sizes[size]["tokens"] = json.loads((work / "out_ours.stats.json").read_text())["tokens"]
             order = order[1:] + order[:1]  # rotate: no contender always runs first (cold caches) or last
-    rows = []
-    for (size, workers, contender), runs in samples.items():
-        wall = statistics.median(w for w, _ in runs)
-        rows.append({"input": size, "workers": workers, "contender": contender, "wall_s": wall,
-                     "walls_s": [w for w, _ in runs], "peak_rss_mib": max(p for _, p in runs) / 2**20,
-                     "docs_per_s": sizes[size]["docs"] / wall, "tokens_per_s": sizes[size]["tokens"] / wall,
-                     "mb_per_s": sizes[size]["bytes"] / 1e6 / wall})
+    rows = summary_rows(samples, sizes)
     for row in rows:
         key = (row["input"], row["workers"])
         peers = {r["contender"]: r["wall_s"] for r in rows if (r["input"], r["workers"]) == key}

@@ -16,13 +16,12 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from harness import REPO, environment, machine_line, measure, save_result
+from harness import REPO, environment, machine_line, measure, save_result, summary_rows
 
 CORPUS = REPO / "resources" / "demo" / "cpt.jsonl.gz"
 REFERENCE_VENV = Path("/tmp/dtvenv")
@@ -211,13 +210,7 @@ def run(repeats: int, copies: int, worker_counts: list[int], reference_python: P
                               f"{wall:6.1f} s {peak / 2**20:7.0f} MiB {results[(size, workers, contender)]}",
                               flush=True)
             order = order[1:] + order[:1]  # rotate: no contender always runs first (cold caches) or last
-    rows = []
-    for (size, workers, contender), runs in samples.items():
-        wall = statistics.median(w for w, _ in runs)
-        rows.append({"input": size, "workers": workers, "contender": contender, "wall_s": wall,
-                     "walls_s": [w for w, _ in runs], "peak_rss_mib": max(p for _, p in runs) / 2**20,
-                     "docs_per_s": sizes[size]["docs"] / wall, "mb_per_s": sizes[size]["bytes"] / 1e6 / wall,
-                     **results[(size, workers, contender)]})
+    rows = summary_rows(samples, sizes, results.get)
     return {**environment(("numpy",), **reference_versions(reference_python, references)), "repeats": repeats,
             "inputs": sizes, "settings": OURS_SETTINGS, "rows": rows}
 

@@ -9,6 +9,7 @@ import json
 import os
 import platform
 import socket
+import statistics
 import subprocess
 import time
 from pathlib import Path
@@ -35,6 +36,22 @@ def measure(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
     if proc.returncode:
         raise SystemExit(f"{argv} failed:\n{proc.stderr.read().decode()[-3000:]}")
     return wall, peak
+
+
+def summary_rows(samples: dict[tuple[str, int, str], list[tuple[float, int]]], sizes: dict[str, dict],
+                 extra=lambda key: {}) -> list[dict]:
+    """One row per (input, workers, contender) from its runs' (wall s, peak RSS bytes): the median wall time,
+    the largest peak, and throughput per second for each count in sizes[input] ("docs", "tokens", "bytes" as
+    MB); `extra(key)` adds fields of the contender's own."""
+    rows = []
+    for (size, workers, contender), runs in samples.items():
+        wall = statistics.median(w for w, _ in runs)
+        rates = {f"{name}_per_s": count / wall for name, count in sizes[size].items()
+                 if name in ("docs", "tokens")}
+        rows.append({"input": size, "workers": workers, "contender": contender, "wall_s": wall,
+                     "walls_s": [w for w, _ in runs], "peak_rss_mib": max(p for _, p in runs) / 2**20, **rates,
+                     "mb_per_s": sizes[size]["bytes"] / 1e6 / wall, **extra((size, workers, contender))})
+    return rows
 
 
 def environment(packages: tuple[str, ...], **extra_versions: str) -> dict:
