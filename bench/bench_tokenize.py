@@ -118,12 +118,12 @@ def print_table(result: dict) -> None:
               f"ours == reference: {size['identical_to_reference']}")
     print(f"median of {result['repeats']} (wall time, start-up included); load average "
           f"{result['load_before']:.1f} before, {result['load_after']:.1f} after\n")
-    head = ("input", "workers", "contender", "wall s", "docs/s", "tokens/s", "MB/s", "peak RSS MiB", "× ref",
+    head = ("input", "workers", "contender", "wall s", "docs/s", "tokens/s", "MB/s", "peak PSS MiB", "× ref",
             "of ceiling")
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
     for r in result["rows"]:
         print(f"| {r['input']} | {r['workers']} | {r['contender']} | {r['wall_s']:.1f} | {r['docs_per_s']:,.0f} | "
-              f"{r['tokens_per_s']:,.0f} | {r['mb_per_s']:.2f} | {r['peak_rss_mib']:,.0f} | "
+              f"{r['tokens_per_s']:,.0f} | {r['mb_per_s']:.2f} | {r['peak_pss_mib']:,.0f} | "
               f"{r['speedup_vs_reference']:.2f} | {r['fraction_of_ceiling']:.0%} |")
 
 

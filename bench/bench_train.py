@@ -11,7 +11,7 @@ and AdamW settings for both contenders:
   token file read as consecutive windows; per-step tokens/s timed the same way (batch + step).
 Each run is a fresh process; runs alternate (the order rotating every repeat) so machine load hits both
 alike. The table gives, per contender, the median and best over repeats of each run's median step
-tokens/s (steps after --skip), and the peak RSS of the run's process tree (sampled every 50 ms).
+tokens/s (steps after --skip), and the peak memory (PSS) of the run's process tree (sampled every 50 ms).
 
 --gpu: a Qwen3-1.7B-shaped model in bf16 with our megatron-core step on one GPU (random weights and
 tokens): tokens/s and MFU = 6 x parameters x tokens/s / --peak-flops (dense bf16 of the device;
@@ -148,9 +148,9 @@ def run_cpu(repeats: int, steps: int, skip: int, threads: int) -> dict:
                                   {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(threads)})
                 metrics = out / "logs/metrics.jsonl" if contender == "ours" else out / "steps.jsonl"
                 rates = step_rates(metrics, skip)
-                runs[contender].append({"tokens_per_s": statistics.median(rates), "peak_rss": peak, "steps": rates})
+                runs[contender].append({"tokens_per_s": statistics.median(rates), "peak_pss": peak, "steps": rates})
                 print(f"  repeat {repeat + 1}/{repeats} {contender}: {statistics.median(rates):,.0f} tokens/s, "
-                      f"peak RSS {peak / 2**20:,.0f} MiB", flush=True)
+                      f"peak PSS {peak / 2**20:,.0f} MiB", flush=True)
     return {"mode": "cpu", **environment_with_gpu(), "repeats": repeats, "steps": steps, "skip": skip,
             "threads": threads, "hparams": HPARAMS, "runs": runs}
 
@@ -161,12 +161,12 @@ def print_cpu_table(result: dict) -> None:
           f"{versions['torch']}, megatron-core {versions['megatron-core']}, transformers {versions['transformers']}")
     print(f"demo model, batch {HPARAMS['micro_batch_size']} x {HPARAMS['seq_length']} tokens, {result['threads']} "
           f"threads, steps {result['skip'] + 1}-{result['steps']} of each run, {result['repeats']} runs each\n")
-    print("| contender | median tokens/s | best tokens/s | peak RSS MiB |")
+    print("| contender | median tokens/s | best tokens/s | peak PSS MiB |")
     print("|---|---|---|---|")
     for contender, runs in result["runs"].items():
         rates = [r["tokens_per_s"] for r in runs]
         print(f"| {contender} | {statistics.median(rates):,.0f} | {max(rates):,.0f} | "
-              f"{max(r['peak_rss'] for r in runs) / 2**20:,.0f} |")
+              f"{max(r['peak_pss'] for r in runs) / 2**20:,.0f} |")
     ours, plain = (statistics.median(r["tokens_per_s"] for r in result["runs"][c]) for c in CONTENDERS)
     print(f"\nours / plain: {ours / plain:.2f}")
 

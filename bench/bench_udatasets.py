@@ -221,13 +221,13 @@ def print_table(result: dict) -> None:
         print(f"{name}: {size['bytes'] / 2**20:.1f} MiB, {size['docs']} docs")
     print(f"median of {result['repeats']} (wall time, start-up included); near de-dup: Jaccard >= {THRESHOLD} "
           f"of word {SHINGLE_WORDS}-shingles, {NUM_PERM} permutations\n")
-    head = ("input", "workers", "contender", "wall s", "docs/s", "MB/s", "peak RSS MiB", "kept", "exact dups",
+    head = ("input", "workers", "contender", "wall s", "docs/s", "MB/s", "peak PSS MiB", "kept", "exact dups",
             "near dups")
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
     inputs = list(result["inputs"])
     for r in sorted(result["rows"], key=lambda r: (inputs.index(r["input"]), r["workers"], r["contender"] != "ours")):
         print(f"| {r['input']} | {r['workers']} | {r['contender']} | {r['wall_s']:.1f} | {r['docs_per_s']:,.0f} | "
-              f"{r['mb_per_s']:.2f} | {r['peak_rss_mib']:,.0f} | {r['kept']:,} | {r['exact']:,} | {r['near']:,} |")
+              f"{r['mb_per_s']:.2f} | {r['peak_pss_mib']:,.0f} | {r['kept']:,} | {r['exact']:,} | {r['near']:,} |")
 
 
 def main() -> None:

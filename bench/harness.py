@@ -21,14 +21,18 @@ REPO = Path(__file__).resolve().parents[1]
 
 def measure(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
     """Run argv to completion from the repository root with `env` added to the environment; return (wall
-    seconds, peak RSS in bytes summed over the process and its children, sampled every 50 ms)."""
+    seconds, peak memory in bytes, sampled every 50 ms).
+
+    Memory is PSS summed over the process and its children: a page shared by n processes counts 1/n in
+    each, so a forked worker's copy-on-write pages (a pool's, a checkpoint writer's) count once, as the
+    machine holds them, instead of once per process as RSS sums would."""
     env = {**os.environ, "PYTHONPATH": str(REPO), **env}
     start = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     parent, peak = psutil.Process(proc.pid), 0
     while proc.poll() is None:
         try:
-            peak = max(peak, sum(p.memory_info().rss for p in [parent, *parent.children(recursive=True)]))
+            peak = max(peak, sum(p.memory_full_info().pss for p in [parent, *parent.children(recursive=True)]))
         except psutil.Error:  # a process ended between listing and reading it
             pass
         time.sleep(0.05)
@@ -40,7 +44,7 @@ def measure(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
 
 def summary_rows(samples: dict[tuple[str, int, str], list[tuple[float, int]]], sizes: dict[str, dict],
                  extra=lambda key: {}) -> list[dict]:
-    """One row per (input, workers, contender) from its runs' (wall s, peak RSS bytes): the median wall time,
+    """One row per (input, workers, contender) from its runs' (wall s, peak memory bytes): the median wall time,
     the largest peak, and throughput per second for each count in sizes[input] ("docs", "tokens", "bytes" as
     MB); `extra(key)` adds fields of the contender's own."""
     rows = []
@@ -49,7 +53,7 @@ def summary_rows(samples: dict[tuple[str, int, str], list[tuple[float, int]]], s
         rates = {f"{name}_per_s": count / wall for name, count in sizes[size].items()
                  if name in ("docs", "tokens")}
         rows.append({"input": size, "workers": workers, "contender": contender, "wall_s": wall,
-                     "walls_s": [w for w, _ in runs], "peak_rss_mib": max(p for _, p in runs) / 2**20, **rates,
+                     "walls_s": [w for w, _ in runs], "peak_pss_mib": max(p for _, p in runs) / 2**20, **rates,
                      "mb_per_s": sizes[size]["bytes"] / 1e6 / wall, **extra((size, workers, contender))})
     return rows
 

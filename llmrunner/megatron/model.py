@@ -2,9 +2,9 @@
 
 The shape is everything needed to rebuild the network and its HF config: mg2hf and training read
 it instead of guessing from tensor sizes. The builder makes a megatron-core GPTModel with the local
-(non-Transformer-Engine) layer spec for the decoder families in LAYOUTS: RMSNorm, SwiGLU,
-grouped-query attention and RoPE, which they share, plus what sets them apart (q/k/v biases, per-head
-q/k RMSNorm).
+(non-Transformer-Engine) layer spec, attention through torch's SDPA (attention.py), for the decoder
+families in LAYOUTS: RMSNorm, SwiGLU, grouped-query attention and RoPE, which they share, plus what
+sets them apart (q/k/v biases, per-head q/k RMSNorm).
 """
 from __future__ import annotations
 
@@ -173,7 +173,10 @@ def build_gpt_model(shape: ModelShape, dtype: torch.dtype = torch.float32):
     from megatron.core.models.gpt import GPTModel
     from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
 
+    from llmrunner.megatron.attention import SDPAttention
+
     spec = get_gpt_layer_local_spec(qk_layernorm=shape.qk_norm, normalization="RMSNorm")
+    spec.submodules.self_attention.submodules.core_attention = SDPAttention  # fused kernels, same numbers
     model = GPTModel(
         config=transformer_config(shape, dtype),
         transformer_layer_spec=spec,

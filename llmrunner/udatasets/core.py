@@ -16,10 +16,11 @@ Three ways to run it, with the same output: everything in one process (`clean_do
 from __future__ import annotations
 
 import logging
+import resource
 from contextlib import ExitStack
 from pathlib import Path
 
-from llmrunner.errors import ConfigError
+from llmrunner.errors import ConfigError, StageError
 from llmrunner.udatasets.augment import AugmentSettings
 from llmrunner.udatasets.dedup import ShardGroup, gather, open_shard_groups, parse_shard
 from llmrunner.udatasets.near_dup import MinHashConfig
@@ -68,6 +69,7 @@ def gather_shards(shard_files: list[Path], out: Path, dedup: str = "exact", near
     order. Writes the four outputs and returns the stats."""
     paths = output_paths(out)
     dataset = out.name[: -len(".jsonl")]
+    _allow_open_files(len(shard_files) + 16)  # every shard file is open at once, plus outputs and libraries
     with ExitStack() as stack:
         groups = open_shard_groups(shard_files, stack)
         names = [g.dataset for g in groups]
@@ -77,6 +79,18 @@ def gather_shards(shard_files: list[Path], out: Path, dedup: str = "exact", near
         stats = gather(groups, paths, exact=dedup == "exact", near=near, augment_settings=augment)
     _log_stats(stats, paths)
     return stats
+
+
+def _allow_open_files(needed: int) -> None:
+    """Raise this process's open-file limit to what the gather needs (shards x datasets can pass the usual soft
+    limit of 1,024) up to the hard limit; past that, say which settings to change."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if needed <= soft:
+        return
+    if hard != resource.RLIM_INFINITY and needed > hard:
+        raise StageError(f"the gather reads {needed - 16} shard files at once, more than this machine's open-file "
+                         f"limit ({hard}); lower `shards` in the udatasets step or raise the limit (ulimit -Hn)")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
 def _log_stats(stats: dict, paths: dict[str, Path]) -> None:

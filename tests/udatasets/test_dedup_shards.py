@@ -4,6 +4,7 @@ same bytes out whatever the number of worker processes or shards (an empty shard
 from __future__ import annotations
 
 import json
+import resource
 import signal
 from pathlib import Path
 
@@ -272,7 +273,14 @@ def test_sharded_output_equals_unsharded_byte_for_byte(scale_raw, tmp_path, word
     for i, path in enumerate(files):
         write_shard(sorted(scale_raw.iterdir()), path,
                     UdatasetsSettings.from_dict(settings).record_rules("cpt", "d", word_tokenizer), "d", i, shards)
-    gather_shards(files, folder / "d.jsonl", near=UdatasetsSettings.from_dict(settings).minhash())
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # An open-file limit below the shard count (the usual soft 1,024 against thousands of shards): the gather
+    # holds every shard file open, and raises the limit itself.
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 100), hard))
+    try:
+        gather_shards(files, folder / "d.jsonl", near=UdatasetsSettings.from_dict(settings).minhash())
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert outputs(folder, "d") == outputs(one.parent, "d")
 
 
