@@ -82,7 +82,8 @@ class TrainSettings:
     0 leaves a dataset out of the mix."""
 
     precision: str = "fp32"
-    """fp32, or bf16 (bf16 weights with fp32 master weights; needs a GPU)."""
+    """fp32, or bf16 (bf16 weights with fp32 master weights, as on GPUs; runs on a CPU too, which is how the
+    tests check it, at a speed that depends on the CPU's bf16 support)."""
 
     nproc_per_node: int = 1
     """Training processes per node; above 1 the entry point runs itself under torchrun. 1 (the default)

@@ -45,11 +45,11 @@ def assert_same_scalars(tensorboard: dict, jsonl: dict, skip: tuple[str, ...] = 
         assert [v for _, v in tensorboard[tag]] == pytest.approx([v for _, v in jsonl[tag]], rel=1e-6), tag
 
 
-def start_training(init: Path, data: Path, save: Path) -> subprocess.Popen:
-    """The CPT_SETTINGS run in the background, in its own session (a kill of the group takes the
-    checkpoint writer's helpers too, as a scheduler's does)."""
+def start_training(init: Path, data: Path, save: Path, settings: dict = CPT_SETTINGS) -> subprocess.Popen:
+    """A CPT run (CPT_SETTINGS unless given) in the background, in its own session (a kill of the group takes
+    the checkpoint writer's helpers too, as a scheduler's does)."""
     cmd = [sys.executable, "-m", "llmrunner.train", "cpt", "--init", str(init), "--data", str(data),
-           "--save", str(save), "--done", str(save / "complete.json"), "--settings", json.dumps(CPT_SETTINGS)]
+           "--save", str(save), "--done", str(save / "complete.json"), "--settings", json.dumps(settings)]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
 
