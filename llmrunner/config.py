@@ -47,8 +47,9 @@ STEP_SCHEMAS = {"train_cpt": "train", "train_sft": "train", "hf2mg": "convert", 
 KINDS = ("cpt", "sft")
 EVAL_STAGES = ("base", "cpt", "sft")
 # Keys kept out of a job's params: `threads` changes speed, not output (it becomes the rule's
-# threads); eval `stages` chooses which jobs exist, not what one job writes.
-NOT_PARAMS = ("threads", "stages")
+# threads); eval `stages` chooses which jobs exist, not what one job writes; convert `command_files`
+# become the job's inputs (an edited file, or a changed list, reruns it as an input change).
+NOT_PARAMS = ("threads", "stages", "command_files")
 # udatasets keys that only its gather job uses (de-dup and augmentation): a change reruns no map job.
 UDATASETS_GATHER_ONLY = ("dedup", "near_threshold", "augment")
 # Built-in base models and the file each one is built from (a rule input: a change rebuilds it).
@@ -232,6 +233,15 @@ def _experiment_problems(exp: Experiment, pipeline_file: Path) -> list[str]:
                 elif not glob.has_magic(pattern) and not os.path.exists(pattern):
                     problems.append(f"{src}: data.{kind}.{name}.sources: '{pattern}' does not exist "
                                     f"(paths are relative to {os.getcwd()})")
+    for step in ("hf2mg", "mg2hf"):
+        step_file, settings = exp.config_dir / "steps" / STEP_FILES[step], exp.steps[step]
+        if settings["command_files"] and settings["command"] is None:
+            problems.append(f"{step_file}: command_files is set but command is not, so nothing reads them. "
+                            "Set command (the external converter) or remove command_files.")
+        for path in settings["command_files"]:
+            if not os.path.isfile(path):
+                problems.append(f"{step_file}: command_files: '{path}' is not a file (paths are relative to "
+                                f"{os.getcwd()}); list the files the command reads, e.g. its script")
     if on("eval"):
         for stage in exp.steps["eval"]["stages"] or []:
             if not exp._stage_available(stage):
@@ -363,6 +373,10 @@ class RunConfig:
         if spec["adapter"] != "custom":
             return []
         return [spec["adapter_function"].rpartition(":")[0]]
+
+    def command_files(self, exp: str, step: str) -> list[str]:
+        """The files hf2mg's or mg2hf's external `command` reads, so that editing one reruns the step."""
+        return list(self.experiments[exp].steps[step]["command_files"])
 
     def threads(self, exp: str, step: str) -> int:
         """The job's CPU threads: the step's `threads` per process, times its processes (training

@@ -1,5 +1,5 @@
 # hf2mg / mg2hf: Hugging Face <-> Megatron checkpoints (built-in Qwen3 mapping, or the step's external
-# `command`, whose output goes to the `command` log), parity-checked.
+# `command`, whose output goes to the `command` log, with its `command_files` as inputs), parity-checked.
 
 
 rule hf2mg:
@@ -14,7 +14,8 @@ rule mg2hf:
 
 rule hf2mg_base:
     input:
-        lambda w: exp(w).base_model_path(),
+        hf=lambda w: exp(w).base_model_path(),
+        command_files=lambda w: RUN.command_files(w.exp, "hf2mg"),
     output:
         directory(f"{ROOT}/model/mg/base"),
     params:
@@ -28,7 +29,7 @@ rule hf2mg_base:
     conda:
         "../envs/megatron.yaml"
     shell:
-        "python -m llmrunner.convert hf2mg --hf {input:q} --out {output:q}"
+        "python -m llmrunner.convert hf2mg --hf {input.hf:q} --out {output:q}"
         " --settings {params.settings:q} --threads {threads} --command-log {log.command:q}"
         " > {log.stage:q} 2>&1"
 
@@ -37,6 +38,7 @@ rule mg2hf_stage:
     input:
         done=f"{ROOT}/model/{{stage}}_checkpoints/complete.json",
         side=lambda w: exp(w).base_model_path(),
+        command_files=lambda w: RUN.command_files(w.exp, "mg2hf"),
     output:
         directory(f"{ROOT}/model/hf/{{stage}}"),
     params:

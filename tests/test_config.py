@@ -181,6 +181,23 @@ def test_custom_adapter_without_function_is_a_schema_error(project):
     assert "key 'data.cpt.demo_text.txt_mode': 'lines' is not one of" in str(err.value)
 
 
+def test_command_files_are_inputs_and_are_checked(project):
+    Path("export.py").write_text("print('exported')\n")
+    edit(DEMO / "steps/5.mg2hf.yaml", command="python export.py {input} {output}", command_files=["export.py"])
+    run = load_run_config({})
+    assert run.command_files("demo", "mg2hf") == ["export.py"] and run.command_files("demo", "hf2mg") == []
+    assert "command_files" not in json.loads(run.settings_json("demo", "mg2hf"))  # an input, not a param
+
+    Path("export.py").unlink()
+    edit(DEMO / "steps/6.hf2mg.yaml", command_files=["import.py"])
+    with pytest.raises(ConfigError) as err:
+        load_run_config({})
+    msg = str(err.value)
+    assert "5.mg2hf.yaml: command_files: 'export.py' is not a file (paths are relative to" in msg
+    assert "6.hf2mg.yaml: command_files is set but command is not" in msg
+    assert "6.hf2mg.yaml: command_files: 'import.py' is not a file" in msg
+
+
 def test_discover_experiments(project):
     (Path("config/experiments/empty")).mkdir()  # no pipeline.yaml: not an experiment
     assert discover_experiments() == ["demo"]

@@ -17,7 +17,15 @@ from pathlib import Path
 
 from llmrunner.cli import parse_settings, run_main
 from llmrunner.megatron.parallel import destroy_distributed
-from llmrunner.train.launch import TimeLimitStop, exec_launch, export_stop_time, launch_command, processes_per_node
+from llmrunner.train.launch import (
+    TimeLimitStop,
+    exec_launch,
+    export_stop_time,
+    job_nodes,
+    launch_command,
+    node_address,
+    processes_per_node,
+)
 from llmrunner.train.settings import TrainSettings
 from llmrunner.train.trainer import KINDS, run_training
 
@@ -45,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = TrainSettings.from_dict(parse_settings(args.settings))
     nproc = processes_per_node(settings.nproc_per_node, os.environ)
     export_stop_time(settings.stop_before_time_limit)  # before launching: every process inherits it
-    launch = launch_command(argv, nproc, os.environ)
+    launch = launch_command(argv, nproc, os.environ, nodes=job_nodes, address=node_address)
     if launch:
         exec_launch(launch)
     stop = TimeLimitStop.from_env()

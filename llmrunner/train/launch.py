@@ -5,7 +5,7 @@ Three layouts, chosen from the environment the command runs in:
 - one process (nproc 1, one node): train here;
 - one node, several processes: replace this process by `torchrun --standalone` (exec keeps the process id);
 - a SLURM job over several nodes: replace this process by `srun --overlap --ntasks-per-node=1 torchrun ...`,
-  one torchrun per node meeting at the first node of the job (c10d rendezvous).
+  one torchrun per node meeting at the first node of the job (c10d rendezvous at its SLURM NodeAddr).
 
 Processes per node: the step's `nproc_per_node` when above 1, else one per GPU the job got on the node.
 
@@ -25,7 +25,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from datetime import datetime
 
 from llmrunner.train.stop import StopRequest
@@ -72,35 +72,77 @@ def processes_per_node(nproc_per_node: int, env: Mapping[str, str]) -> int:
     return nproc_per_node if nproc_per_node > 1 else max(1, gpus_on_node(env))
 
 
-def launch_command(argv: list[str], nproc: int, env: Mapping[str, str], python: str = sys.executable) -> list[str]:
+def node_address(node: str) -> str:
+    """The address SLURM reaches `node` at (its NodeAddr), where the other nodes can reach it too; the name
+    itself when scontrol cannot say. Node names need not resolve (NodeName=gpu01 NodeAddr=10.1.0.1)."""
+    try:
+        proc = subprocess.run(["scontrol", "show", "node", node, "--oneliner"], capture_output=True, text=True,
+                              timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return node
+    match = re.search(r"\bNodeAddr=(\S+)", proc.stdout)
+    return match.group(1) if proc.returncode == 0 and match else node
+
+
+def job_nodes(env: Mapping[str, str]) -> list[str]:
+    """The nodes of the SLURM job this command runs in ([] outside one), asked from squeue: inside a job step,
+    as under Snakemake's SLURM executor (`srun -n1`), SLURM_JOB_NODELIST names the step's one node only
+    (measured on SLURM 22.05)."""
+    job = env.get("SLURM_JOB_ID")
+    if not job:
+        return []
+    try:
+        proc = subprocess.run(["squeue", "-h", "-j", job, "-o", "%N"], capture_output=True, text=True, timeout=60)
+        listed = proc.stdout.strip() if proc.returncode == 0 else ""
+    except (OSError, subprocess.SubprocessError):
+        listed = ""
+    return expand_hostlist(listed or env.get("SLURM_JOB_NODELIST", ""))
+
+
+def launch_command(argv: list[str], nproc: int, env: Mapping[str, str], *,
+                   nodes: Callable[[Mapping[str, str]], list[str]], address: Callable[[str], str],
+                   python: str = sys.executable) -> list[str]:
     """The command that runs `python -m llmrunner.train ARGV` as the layout needs; [] means: train here.
 
-    A pure function of the environment, so the multi-node command can be checked without a cluster.
+    `nodes` gives the SLURM job's nodes from `env` (job_nodes), `address` the host the rendezvous listens on
+    for the first one's name (node_address). Both are asked only by the command that launches, not by its
+    torchrun workers (thousands of squeue calls on a large job). A pure function when they are, so the
+    multi-node command can be checked without a cluster.
     """
     if "LOCAL_RANK" in env:  # already one of torchrun's workers
         return []
-    nodes = expand_hostlist(env["SLURM_JOB_NODELIST"]) if env.get("SLURM_JOB_ID") and env.get(
-        "SLURM_JOB_NODELIST") else []
     train = ["-m", "llmrunner.train", *argv]
-    if len(nodes) > 1:
+    hosts = nodes(env)
+    if len(hosts) > 1:
         port = RDZV_PORT_BASE + int(env["SLURM_JOB_ID"]) % RDZV_PORT_SPAN
         cpus = [f"--cpus-per-task={env['SLURM_CPUS_PER_TASK']}"] if env.get("SLURM_CPUS_PER_TASK") else []
-        # --overlap: this command already runs in a job step (Snakemake's) that holds the allocation's
-        # CPUs and GPUs on the first node; --kill-on-bad-exit: a failed node ends the others.
-        return ["srun", "--overlap", f"--nodes={len(nodes)}", f"--ntasks={len(nodes)}", "--ntasks-per-node=1",
+        # --jobid: the whole allocation, not the job step this command runs in (exec_launch also drops the
+        # step's SLURM_* variables, which would cap srun at the step's nodes); --overlap: that step (Snakemake's)
+        # holds CPUs and GPUs on its node; --kill-on-bad-exit: a failed node ends the others.
+        return ["srun", f"--jobid={env['SLURM_JOB_ID']}", "--overlap", f"--nodes={len(hosts)}",
+                f"--ntasks={len(hosts)}", "--ntasks-per-node=1",
                 *cpus, "--kill-on-bad-exit=1",
-                python, "-m", "torch.distributed.run", "--nnodes", str(len(nodes)), "--nproc_per_node", str(nproc),
-                "--rdzv_backend", "c10d", "--rdzv_endpoint", f"{nodes[0]}:{port}",
+                python, "-m", "torch.distributed.run", "--nnodes", str(len(hosts)), "--nproc_per_node", str(nproc),
+                "--rdzv_backend", "c10d", "--rdzv_endpoint", f"{address(hosts[0])}:{port}",
                 "--rdzv_id", env["SLURM_JOB_ID"], *train]
     if nproc > 1:
         return [python, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc), *train]
     return []
 
 
+def outside_the_step(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` without the SLURM_* variables of the job step it comes from (the job id and SLURM_CONF kept): an
+    srun started with the step's SLURM_NNODES / SLURM_JOB_NODELIST refuses more nodes than the step has ("Only
+    allocated 1 nodes asked for 2"), as Snakemake's SLURM executor does for its own srun."""
+    return {k: v for k, v in env.items() if not k.startswith("SLURM_") or k in ("SLURM_JOB_ID", "SLURM_CONF")}
+
+
 def exec_launch(cmd: list[str]) -> None:
     """Replace this process by `cmd`: a scheduler's signal to the job's command then reaches torchrun /
     srun, which forward it to every worker."""
     env = {**TORCHRUN_ENV, **os.environ}  # what the user set wins
+    if cmd[0] == "srun":
+        env = outside_the_step(env)
     program = shutil.which(cmd[0]) or cmd[0]
     log.info("launching: %s", " ".join(cmd))
     sys.stdout.flush()

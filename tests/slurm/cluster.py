@@ -1,4 +1,4 @@
-"""A throwaway single-node SLURM on localhost: munged, slurmctld and slurmd, fake GPUs, two partitions.
+"""A throwaway two-node SLURM on localhost: munged, slurmctld and a slurmd per node, fake GPUs, two partitions.
 
 Used by the SLURM tests (tests/slurm/conftest.py) and by hand, as root, on a Debian machine with
 `apt-get install slurm-wlm munge`:
@@ -12,10 +12,14 @@ What it sets up (SLURM 22.05 as Debian ships it, no systemd, no accounting datab
 - /etc/slurm/slurm.conf and gres.conf, marked as written here (an existing slurm.conf that is not
   ours is never overwritten: the cluster refuses to start). They must live at the default path:
   the plugin's job step strips SLURM_* variables, SLURM_CONF included, before its inner `srun`;
-- one node (this host, 127.0.0.1) advertising `cpus` CPUs, `mem_mb` memory and `gpus` fake GPUs
-  (gres entries pointing at /dev/null, /dev/zero, ...: a gres job gets CUDA_VISIBLE_DEVICES but no
-  device). The advertised sizes may exceed the machine (SlurmdParameters=config_overrides), so a
-  profile written for a real cluster can be submitted unchanged; nothing enforces the limits;
+- two nodes on this host, each its own slurmd (own port, spool folder and log; `slurmd -N <node>`): the
+  host's name and `node2`, both at NodeAddr 127.0.0.1. The second name does not resolve, as cluster node
+  names often do not, which is why multi-node training meets at the first node's NodeAddr. Each node
+  advertises `cpus` CPUs, `mem_mb` memory and `gpus` fake GPUs (gres entries pointing at /dev/null,
+  /dev/zero, ...: a gres job gets CUDA_VISIBLE_DEVICES but no device). The advertised sizes may exceed
+  the machine (SlurmdParameters=config_overrides), so a profile written for a real cluster can be
+  submitted unchanged; nothing enforces the limits. (Debian's SLURM is built without
+  --enable-multiple-slurmd: two slurmd on one host then need distinct NodeHostname values.);
 - partitions `cpu` (default) and `gpu`;
 - no accounting (sacct fails): MinJobAge=3600 keeps finished jobs visible to squeue/scontrol,
   which is what `slurm-status-command: squeue` needs, and what the tests read submissions from;
@@ -39,6 +43,7 @@ from pathlib import Path
 SLURM_ETC = Path("/etc/slurm")
 MARKER = "# Written by LLMRunner tests/slurm/cluster.py; removed by its `down`."
 DAEMONS = ("munged", "slurmctld", "slurmd")
+SECOND_NODE = "node2"
 CLIENTS = ("munge", "sbatch", "srun", "squeue", "scontrol", "sinfo", "scancel")
 PARTITIONS = ("cpu", "gpu")
 FAKE_GPU_FILES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/urandom", "/dev/random")
@@ -89,12 +94,13 @@ def _tail(path: Path, lines: int = 25) -> str:
 
 
 class LocalSlurm:
-    """One node, two partitions, fake GPUs. `up()` then `down()` (also a context manager)."""
+    """Two nodes, two partitions, fake GPUs. `up()` then `down()` (also a context manager)."""
 
     def __init__(self, base: Path = DEFAULT_BASE, *, cpus: int = 16, mem_mb: int = 262144, gpus: int = 2):
         self.base = Path(base).resolve()
         self.cpus, self.mem_mb, self.gpus = cpus, mem_mb, min(gpus, len(FAKE_GPU_FILES))
         self.node = socket.gethostname().split(".")[0]
+        self.nodes = [self.node, SECOND_NODE if self.node != SECOND_NODE else "node3"]
         self._procs: dict[str, subprocess.Popen] = {}
 
     # ------------------------------------------------------------------ paths
@@ -121,7 +127,7 @@ class LocalSlurm:
                                "(Debian: apt-get install slurm-wlm munge)")
         self._reap_stale()
         self._check_etc_is_ours()
-        for sub in ("state", "spool", "log", "munge"):
+        for sub in ("state", "log", "munge", *(f"spool/{node}" for node in self.nodes)):
             (self.base / sub).mkdir(parents=True, exist_ok=True)
         # munged wants every folder above its socket searchable by all
         for folder in (self.base, self.base / "munge"):
@@ -131,8 +137,9 @@ class LocalSlurm:
             self._write_config()
             self._start("slurmctld", [find_binary("slurmctld"), "-D", "-i"])
             self._wait("slurmctld answering", timeout, lambda: "UP" in self._run("scontrol", "ping", check=False))
-            self._start("slurmd", [find_binary("slurmd"), "-D", "-N", self.node])
-            self._wait_node_idle(timeout)
+            for node in self.nodes:
+                self._start(f"slurmd.{node}", [find_binary("slurmd"), "-D", "-N", node])
+            self._wait_nodes_idle(timeout)
         except BaseException:
             self.down(remove_files=False)
             raise
@@ -144,10 +151,8 @@ class LocalSlurm:
         recorded = self.daemons()
         if recorded.get("slurmctld") and alive(recorded["slurmctld"]["pid"]):
             self._cancel_all_jobs()
-        for name in reversed(DAEMONS):
-            entry = recorded.get(name)
-            if entry:
-                self._stop(name, entry["pid"], entry["argv"])
+        for name, entry in reversed(recorded.items()):  # the slurmds, slurmctld, munged
+            self._stop(name, entry["pid"], entry["argv"])
         self.pid_file.unlink(missing_ok=True)
         self._procs.clear()
         for conf in (SLURM_ETC / "slurm.conf", SLURM_ETC / "gres.conf"):
@@ -256,6 +261,8 @@ class LocalSlurm:
         b = self.base
         gres_types = "GresTypes=gpu" if self.gpus else ""
         node_gres = f" Gres=gpu:{self.gpus}" if self.gpus else ""
+        nodes = "\n".join(f"NodeName={node} NodeHostname={node} NodeAddr=127.0.0.1 Port={_free_port()} "
+                          f"CPUs={self.cpus} RealMemory={self.mem_mb}{node_gres} State=UNKNOWN" for node in self.nodes)
         conf = f"""{MARKER}
 # base: {b}
 ClusterName=llmrunnertest
@@ -286,21 +293,22 @@ KillWait=5
 # keep finished jobs visible to squeue/scontrol for an hour (no sacct without slurmdbd)
 MinJobAge=3600
 StateSaveLocation={b}/state
-SlurmdSpoolDir={b}/spool
+SlurmdSpoolDir={b}/spool/%n
 SlurmctldPidFile={b}/state/slurmctld.pid
-SlurmdPidFile={b}/spool/slurmd.pid
+SlurmdPidFile={b}/spool/slurmd.%n.pid
 SlurmctldLogFile={b}/log/slurmctld.log
-SlurmdLogFile={b}/log/slurmd.log
+SlurmdLogFile={b}/log/slurmd.%n.log
 SlurmctldDebug=info
 SlurmdDebug=info
 {gres_types}
-NodeName={self.node} NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory={self.mem_mb}{node_gres} State=UNKNOWN
-PartitionName=cpu Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
-PartitionName=gpu Nodes={self.node} Default=NO MaxTime=INFINITE State=UP
+{nodes}
+PartitionName=cpu Nodes={",".join(self.nodes)} Default=YES MaxTime=INFINITE State=UP
+PartitionName=gpu Nodes={",".join(self.nodes)} Default=NO MaxTime=INFINITE State=UP
 """
         (SLURM_ETC / "slurm.conf").write_text(conf)
         # a gres/gpu line without File= is dropped by slurmd 22.05 (the node then goes INVAL)
-        gres = "".join(f"NodeName={self.node} Name=gpu File={FAKE_GPU_FILES[i]}\n" for i in range(self.gpus))
+        gres = "".join(f"NodeName={node} Name=gpu File={FAKE_GPU_FILES[i]}\n"
+                       for node in self.nodes for i in range(self.gpus))
         (SLURM_ETC / "gres.conf").write_text(f"{MARKER}\nAutoDetect=off\n{gres}")
 
     def _wait(self, what: str, timeout: float, ready) -> None:
@@ -319,11 +327,13 @@ PartitionName=gpu Nodes={self.node} Default=NO MaxTime=INFINITE State=UP
             time.sleep(0.2)
         raise ClusterError(f"timed out after {timeout:.0f} s waiting for {what}\n{self.daemon_logs()}")
 
-    def _wait_node_idle(self, timeout: float) -> None:
-        def state() -> str:
-            return self._run("sinfo", "-h", "-n", self.node, "-o", "%t", check=False).strip().rstrip("*~#")
+    def _wait_nodes_idle(self, timeout: float) -> None:
+        def idle() -> bool:
+            out = self._run("sinfo", "-h", "-N", "-o", "%N %t", check=False)  # a node once per partition
+            states = dict(line.split() for line in out.splitlines())
+            return all(states.get(node, "").rstrip("*~#") in ("idle", "mix", "alloc") for node in self.nodes)
 
-        self._wait(f"node {self.node} idle", timeout, lambda: state() in ("idle", "mix", "alloc"))
+        self._wait(f"nodes {', '.join(self.nodes)} idle", timeout, idle)
 
     def _cancel_all_jobs(self) -> None:
         try:
@@ -356,7 +366,8 @@ def main(argv: list[str] | None = None) -> int:
         except ClusterError as err:
             print(f"cluster: {err}", file=sys.stderr)
             return 1
-        print(f"SLURM up: node {cluster.node}, partitions {', '.join(PARTITIONS)}, state and logs in {cluster.base}")
+        print(f"SLURM up: nodes {', '.join(cluster.nodes)}, partitions {', '.join(PARTITIONS)}, "
+              f"state and logs in {cluster.base}")
     elif args.action == "down":
         cluster.down()
         print("SLURM down")

@@ -1,4 +1,4 @@
-"""SLURM tests: a real single-node SLURM on localhost for the whole session (tests/slurm/cluster.py).
+"""SLURM tests: a real two-node SLURM on localhost for the whole session (tests/slurm/cluster.py).
 
 Skipped, with the reason, only where the SLURM/munge programs are missing and this is not CI;
 under CI (CI=true) a missing SLURM is a failure. Every daemon is stopped at the end of the session,
@@ -26,7 +26,8 @@ def _interrupt(signum, frame):
 
 @pytest.fixture(scope="session")
 def slurm_cluster(tmp_path_factory: pytest.TempPathFactory):
-    """munged + slurmctld + slurmd on this host; partitions `cpu` (default) and `gpu` (2 fake GPUs)."""
+    """munged, slurmctld and two slurmd on this host (nodes `cluster.nodes`); partitions `cpu` (default) and `gpu`,
+    both over both nodes; 2 fake GPUs per node."""
     missing = missing_binaries()
     if missing:
         message = (f"SLURM is not installed (missing: {', '.join(missing)}); "

@@ -1,4 +1,4 @@
-"""The local SLURM itself (seconds): partitions up, fake GPUs handed out through gres."""
+"""The local SLURM itself (seconds): partitions up, fake GPUs handed out through gres, a job over both nodes."""
 from __future__ import annotations
 
 import subprocess
@@ -27,3 +27,9 @@ def test_a_gres_job_sees_a_gpu_and_a_cpu_job_none(slurm_cluster):
     assert run("srun", "-p", "cpu", "bash", "-c", show).strip() == "CUDA_VISIBLE_DEVICES=unset"
     jobs = {job["Partition"]: job for job in slurm_cluster.jobs()}
     assert jobs["gpu"]["TresPerNode"] == "gres:gpu:1" and "TresPerNode" not in jobs["cpu"]
+
+
+def test_a_two_node_job_runs_a_task_on_each_node_with_its_own_gpu(slurm_cluster):
+    show = "echo $SLURMD_NODENAME ${CUDA_VISIBLE_DEVICES-unset}"
+    out = run("srun", "-p", "gpu", "--nodes=2", "--ntasks-per-node=1", "--gres=gpu:1", "bash", "-c", show)
+    assert sorted(out.splitlines()) == sorted(f"{node} 0" for node in slurm_cluster.nodes)
