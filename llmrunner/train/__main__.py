@@ -15,7 +15,10 @@ import os
 import sys
 from pathlib import Path
 
+import torch
+
 from llmrunner.cli import parse_settings, run_main
+from llmrunner.megatron import cpu_compat
 from llmrunner.megatron.parallel import destroy_distributed
 from llmrunner.train.launch import (
     TimeLimitStop,
@@ -50,6 +53,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a hub, even when run by hand
+    if not torch.cuda.is_available():
+        cpu_compat.pin_mkl_branch()  # before any computation, and for every process launched below
     settings = TrainSettings.from_dict(parse_settings(args.settings))
     nproc = processes_per_node(settings.nproc_per_node, os.environ)
     export_stop_time(settings.stop_before_time_limit)  # before launching: every process inherits it

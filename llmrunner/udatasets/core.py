@@ -16,6 +16,7 @@ Three ways to run it, with the same output: everything in one process (`clean_do
 from __future__ import annotations
 
 import logging
+import os
 import resource
 from contextlib import ExitStack
 from pathlib import Path
@@ -69,7 +70,7 @@ def gather_shards(shard_files: list[Path], out: Path, dedup: str = "exact", near
     order. Writes the four outputs and returns the stats."""
     paths = output_paths(out)
     dataset = out.name[: -len(".jsonl")]
-    _allow_open_files(len(shard_files) + 16)  # every shard file is open at once, plus outputs and libraries
+    _allow_open_files(len(shard_files))  # every shard file is open at once
     with ExitStack() as stack:
         groups = open_shard_groups(shard_files, stack)
         names = [g.dataset for g in groups]
@@ -81,15 +82,23 @@ def gather_shards(shard_files: list[Path], out: Path, dedup: str = "exact", near
     return stats
 
 
-def _allow_open_files(needed: int) -> None:
+# Files the gather opens besides its shards (outputs, stats) and what libraries may open meanwhile.
+OPEN_FILES_MARGIN = 64
+
+
+def _allow_open_files(shard_files: int) -> None:
     """Raise this process's open-file limit to what the gather needs (shards x datasets can pass the usual soft
-    limit of 1,024) up to the hard limit; past that, say which settings to change."""
+    limit of 1,024) up to the hard limit; past that, say which settings to change. Counts the files already
+    open: a process that called the gather (a test, a notebook) may hold many."""
+    fds = Path("/proc/self/fd")
+    needed = (len(os.listdir(fds)) if fds.is_dir() else 0) + shard_files + OPEN_FILES_MARGIN
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if needed <= soft:
         return
     if hard != resource.RLIM_INFINITY and needed > hard:
-        raise StageError(f"the gather reads {needed - 16} shard files at once, more than this machine's open-file "
-                         f"limit ({hard}); lower `shards` in the udatasets step or raise the limit (ulimit -Hn)")
+        raise StageError(f"the gather reads {shard_files} shard files at once, more than this machine's open-file "
+                         f"limit ({hard}) allows; lower `shards` in the udatasets step or raise the limit "
+                         "(ulimit -Hn)")
     resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 

@@ -4,8 +4,12 @@ same bytes out whatever the number of worker processes or shards (an empty shard
 from __future__ import annotations
 
 import json
+import os
 import resource
 import signal
+import subprocess
+import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -274,14 +278,34 @@ def test_sharded_output_equals_unsharded_byte_for_byte(scale_raw, tmp_path, word
         write_shard(sorted(scale_raw.iterdir()), path,
                     UdatasetsSettings.from_dict(settings).record_rules("cpt", "d", word_tokenizer), "d", i, shards)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    # An open-file limit below the shard count (the usual soft 1,024 against thousands of shards): the gather
-    # holds every shard file open, and raises the limit itself.
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 100), hard))
-    try:
-        gather_shards(files, folder / "d.jsonl", near=UdatasetsSettings.from_dict(settings).minhash())
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    # An open-file limit below the shard count (the usual soft 1,024 against thousands of shards), in a process
+    # that already holds files of its own: the gather holds every shard file open, and raises the limit itself.
+    with ExitStack() as held:
+        for _ in range(60):
+            held.enter_context(open(os.devnull))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 100), hard))
+        try:
+            gather_shards(files, folder / "d.jsonl", near=UdatasetsSettings.from_dict(settings).minhash())
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert outputs(folder, "d") == outputs(one.parent, "d")
+
+
+def test_more_shards_than_the_hard_open_file_limit_is_a_clear_error(tmp_path):
+    # In a child process: lowering the hard limit cannot be undone without privileges.
+    script = f"""
+import resource
+from pathlib import Path
+from llmrunner.cli import run_main
+from llmrunner.udatasets.core import gather_shards
+
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, 128))
+shards = [Path("{tmp_path}") / f"d.{{i}}-of-500.jsonl" for i in range(500)]
+run_main(lambda argv: gather_shards(shards, Path("{tmp_path}") / "d.jsonl"))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert "reads 500 shard files at once" in result.stderr and "lower `shards`" in result.stderr, result.stderr
 
 
 def test_sft_augmentation_follows_the_kept_records(tmp_path):
