@@ -114,7 +114,7 @@ def _patch_megatron() -> None:
 # MKL's default CPU branch (AVX-512 here) now and then switches a process, mid-run, to a kernel that rounds
 # differently: measured in SLURM jobs on a 2-core VM, 3 of 8 processes changed a layer's attention output within
 # 150 identical forward passes; with the AVX2 branch pinned, 0 of 12. Training on a CPU promises bit-identical
-# resumes, so it pins the branch (~3% slower); a user's own MKL_CBWR wins.
+# resumes, so it pins the branch (training ~20% slower here, bench/README.md); a user's own MKL_CBWR wins.
 MKL_BRANCH = "AVX2"
 
 
