@@ -135,6 +135,11 @@ def environment_with_gpu() -> dict:
 
 
 def run_cpu(repeats: int, steps: int, skip: int, threads: int) -> dict:
+    from llmrunner.megatron import cpu_compat
+
+    # The MKL branch our entry point pins, for both contenders: the comparison is of the training loops, not of
+    # MKL's branches (bench/README.md measures those). A MKL_CBWR set by the user applies to both too.
+    cpu_compat.pin_mkl_branch()
     runs: dict[str, list[dict]] = {c: [] for c in CONTENDERS}
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         work = Path(tmp)
@@ -152,7 +157,7 @@ def run_cpu(repeats: int, steps: int, skip: int, threads: int) -> dict:
                 print(f"  repeat {repeat + 1}/{repeats} {contender}: {statistics.median(rates):,.0f} tokens/s, "
                       f"peak PSS {peak / 2**20:,.0f} MiB", flush=True)
     return {"mode": "cpu", **environment_with_gpu(), "repeats": repeats, "steps": steps, "skip": skip,
-            "threads": threads, "hparams": HPARAMS, "runs": runs}
+            "threads": threads, "mkl_cbwr": os.environ["MKL_CBWR"], "hparams": HPARAMS, "runs": runs}
 
 
 def print_cpu_table(result: dict) -> None:
@@ -160,7 +165,8 @@ def print_cpu_table(result: dict) -> None:
     print(f"\n{result['date']} {result['host']}: {result['cpu_model']}, {result['cpu_count']} cores, torch "
           f"{versions['torch']}, megatron-core {versions['megatron-core']}, transformers {versions['transformers']}")
     print(f"demo model, batch {HPARAMS['micro_batch_size']} x {HPARAMS['seq_length']} tokens, {result['threads']} "
-          f"threads, steps {result['skip'] + 1}-{result['steps']} of each run, {result['repeats']} runs each\n")
+          f"threads, MKL_CBWR={result['mkl_cbwr']}, steps {result['skip'] + 1}-{result['steps']} of each run, "
+          f"{result['repeats']} runs each\n")
     print("| contender | median tokens/s | best tokens/s | peak PSS MiB |")
     print("|---|---|---|---|")
     for contender, runs in result["runs"].items():

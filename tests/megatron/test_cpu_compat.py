@@ -28,3 +28,14 @@ def test_enable_redirects_cuda_to_cpu() -> None:
     result = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("ok")
+
+
+def test_mkl_branch_is_pinned_unless_the_user_chose_one():
+    from llmrunner.megatron.cpu_compat import pin_mkl_branch
+
+    env: dict[str, str] = {}
+    pin_mkl_branch(env)
+    assert env == {"MKL_CBWR": "AVX2"}
+    mine = {"MKL_CBWR": "AUTO"}  # the documented way to get MKL's faster, less reproducible default back
+    pin_mkl_branch(mine)
+    assert mine == {"MKL_CBWR": "AUTO"}
