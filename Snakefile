@@ -31,8 +31,10 @@ onerror:
     print("LLMRunner: a job failed; its log is printed above and kept under <datapool>/experiments/<exp>/logs/.")
 
 
+# Every step's outputs, not only the reports: a failed job's outputs are rebuilt on the next run, and all
+# that follows them redone, even where later outputs from an earlier run still exist.
 rule all:
     default_target: True
     input:
-        [e.report() for e in RUN.experiments.values()],
+        [p for e in RUN.experiments.values() for p in e.every_output()],
         f"{RUN.datapool}/reports/compare.md",

@@ -62,7 +62,7 @@ def prepare(work: Path, copies: int) -> tuple[Path, dict[str, Path]]:
     from llmrunner.prepare.tiny_model import DEMO_CORPUS, train_tokenizer
 
     tokenizer = work / "tokenizer"
-    train_tokenizer(DEMO_CORPUS).save_pretrained(tokenizer)
+    train_tokenizer(REPO / DEMO_CORPUS).save_pretrained(tokenizer)
     demo = work / "demo.jsonl"
     with gzip.open(CORPUS, "rb") as src, open(demo, "wb") as dst:
         shutil.copyfileobj(src, dst)

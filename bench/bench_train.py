@@ -64,7 +64,7 @@ def prepare(work: Path) -> tuple[Path, Path, Path]:
     run_stage("llmrunner.prepare", "base-model", "--src", "builtin:tiny-qwen3", "--out", str(hf))
     run_stage("llmrunner.convert", "hf2mg", "--hf", str(hf), "--out", str(mg))
     docs = work / "demo.jsonl"
-    with gzip.open(DEMO_CORPUS, "rt") as src, open(docs, "w") as out:
+    with gzip.open(REPO / DEMO_CORPUS, "rt") as src, open(docs, "w") as out:
         for _, line in zip(range(CORPUS_DOCS), src):
             out.write(line)
     tokens.parent.mkdir(parents=True)
@@ -188,8 +188,8 @@ def run_gpu(steps: int, skip: int, seq_length: int, micro_batch: int, peak_flops
     from llmrunner.train.settings import TrainSettings
     from llmrunner.train.steps import build_model_and_optimizer, train_step
 
-    s = TrainSettings(train_iters=steps, seq_length=seq_length, micro_batch_size=micro_batch,
-                      global_batch_size=micro_batch, warmup_iters=0, precision="bf16")
+    s = TrainSettings.from_dict({"train_iters": steps, "seq_length": seq_length, "micro_batch_size": micro_batch,
+                                 "global_batch_size": micro_batch, "warmup_iters": 0, "precision": "bf16"})
     parallel.init_distributed()
     parallel.seed_everything(s.seed)
     shape = ModelShape(**QWEN3_1_7B)

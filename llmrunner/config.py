@@ -9,8 +9,6 @@ answer the path and param questions the rules ask.
 """
 from __future__ import annotations
 
-import copy
-import difflib
 import glob
 import json
 import os
@@ -20,14 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import yaml
 
+from llmrunner import config_checks
 from llmrunner.errors import ConfigError
 from llmrunner.layout import ExperimentLayout, tokenize_outputs
+from llmrunner.prepare import tiny_model
+from llmrunner.schemas import fill_defaults, load_schema, schema_problems
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SCHEMA_DIR = REPO_ROOT / "config" / "schemas"
 EXPERIMENTS_DIR = Path("config") / "experiments"
 
 # The seed's numbering is kept as a label; execution order is the DAG's.
@@ -52,8 +50,9 @@ EVAL_STAGES = ("base", "cpt", "sft")
 NOT_PARAMS = ("threads", "stages", "command_files")
 # udatasets keys that only its gather job uses (de-dup and augmentation): a change reruns no map job.
 UDATASETS_GATHER_ONLY = ("dedup", "near_threshold", "augment")
-# Built-in base models and the file each one is built from (a rule input: a change rebuilds it).
-BUILTIN_MODELS = {"builtin:tiny-qwen3": REPO_ROOT / "resources" / "demo" / "cpt.jsonl.gz"}
+# Built-in base models: the module that builds each (its corpus, relative to the working directory, is the
+# rule's input, so a change rebuilds it; its MODEL_SHAPE gives the context length checked at load).
+BUILTIN_MODELS = {"builtin:tiny-qwen3": tiny_model}
 EXPERIMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _REF = re.compile(r"\$\{([^}]+)\}")
 
@@ -75,47 +74,6 @@ def load_yaml(path: Path) -> dict:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys to values, got {type(data).__name__}")
     return data
-
-
-def load_schema(name: str) -> dict:
-    return json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text())
-
-
-def _fill_defaults(value: Any, schema: dict) -> Any:
-    """Fill `default`s from the schema into mappings (recursively); types are checked later."""
-    if not isinstance(value, dict) or schema.get("type") != "object":
-        return value
-    for key, sub in schema.get("properties", {}).items():
-        if key not in value and "default" in sub:
-            value[key] = copy.deepcopy(sub["default"])
-        if key in value:
-            value[key] = _fill_defaults(value[key], sub)
-    extra = schema.get("additionalProperties")
-    if isinstance(extra, dict):
-        for key in value:
-            if key not in schema.get("properties", {}):
-                value[key] = _fill_defaults(value[key], extra)
-    return value
-
-
-def _schema_problems(value: Any, schema: dict, source: str) -> list[str]:
-    """Every schema violation as one line: file, key path, what is wrong, the fix."""
-    problems = []
-    validator = jsonschema.Draft202012Validator(schema)
-    for err in sorted(validator.iter_errors(value), key=lambda e: list(map(str, e.path))):
-        path = ".".join(str(p) for p in err.absolute_path)
-        if err.validator == "additionalProperties":
-            allowed = list(err.schema.get("properties", {}))
-            for key in sorted(set(err.instance) - set(allowed)):
-                key_path = f"{path}.{key}" if path else key
-                close = difflib.get_close_matches(key, allowed, n=1)
-                hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(allowed)}"
-                problems.append(f"{source}: unknown key '{key_path}' ({hint})")
-            continue
-        where = f"key '{path}'" if path else "top level"
-        hint = err.schema.get("description", "")
-        problems.append(f"{source}: {where}: {err.message}" + (f" — {hint}" if hint else ""))
-    return problems
 
 
 # ---------------------------------------------------------------- ${NAME} substitution
@@ -167,6 +125,10 @@ class Experiment(ExperimentLayout):
     root: str  # DATAPOOL_ROOT, relative to the workflow's working directory
     pipeline: dict
     steps: dict[str, dict] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # printed when the config loads; never stop a run
+
+    def step_file(self, step: str) -> Path:
+        return self.config_dir / "steps" / STEP_FILES[step]
 
     def enabled(self, step: str) -> bool:
         return bool(self.pipeline["steps"][step])
@@ -198,7 +160,14 @@ class Experiment(ExperimentLayout):
     def base_model_inputs(self) -> list[str]:
         """What prepare reads to make the base model: the built-in's corpus, or the source folder."""
         src = self.pipeline["base_model"]["src"]
-        return [str(BUILTIN_MODELS[src])] if src in BUILTIN_MODELS else [src]
+        return [str(BUILTIN_MODELS[src].DEMO_CORPUS)] if src in BUILTIN_MODELS else [src]
+
+    def context_length(self) -> int | None:
+        """The base model's max_position_embeddings (None when its config does not say)."""
+        src = self.pipeline["base_model"]["src"]
+        if src in BUILTIN_MODELS:
+            return BUILTIN_MODELS[src].MODEL_SHAPE["max_position_embeddings"]
+        return config_checks.hf_context_length(src)
 
 
 def _experiment_problems(exp: Experiment, pipeline_file: Path) -> list[str]:
@@ -222,30 +191,11 @@ def _experiment_problems(exp: Experiment, pipeline_file: Path) -> list[str]:
         if on(f"tokenize_{kind}") and not exp.datasets(kind):
             problems.append(f"{src}: step 'tokenize_{kind}' is on but data.{kind} lists no dataset. "
                             f"Add one under data.{kind} or set steps.tokenize_{kind}: false.")
-        for name, spec in exp.datasets(kind).items():
-            adapter_file = spec.get("adapter_function", "").rpartition(":")[0]
-            if spec["adapter"] == "custom" and not os.path.isfile(adapter_file):
-                problems.append(f"{src}: data.{kind}.{name}.adapter_function: the file '{adapter_file}' does not "
-                                f"exist (paths are relative to {os.getcwd()}); set it to 'path/to/file.py:function'")
-            for pattern in spec["sources"]:
-                if glob.has_magic(pattern) and not glob.glob(pattern):
-                    problems.append(f"{src}: data.{kind}.{name}.sources: '{pattern}' matches no file")
-                elif not glob.has_magic(pattern) and not os.path.exists(pattern):
-                    problems.append(f"{src}: data.{kind}.{name}.sources: '{pattern}' does not exist "
-                                    f"(paths are relative to {os.getcwd()})")
-    for step in ("hf2mg", "mg2hf"):
-        step_file, settings = exp.config_dir / "steps" / STEP_FILES[step], exp.steps[step]
-        if settings["command_files"] and settings["command"] is None:
-            problems.append(f"{step_file}: command_files is set but command is not, so nothing reads them. "
-                            "Set command (the external converter) or remove command_files.")
-        for path in settings["command_files"]:
-            if not os.path.isfile(path):
-                problems.append(f"{step_file}: command_files: '{path}' is not a file (paths are relative to "
-                                f"{os.getcwd()}); list the files the command reads, e.g. its script")
+    problems += config_checks.source_problems(exp, pipeline_file) + config_checks.command_files_problems(exp)
     if on("eval"):
         for stage in exp.steps["eval"]["stages"] or []:
             if not exp._stage_available(stage):
-                problems.append(f"{exp.config_dir / 'steps' / STEP_FILES['eval']}: stages lists '{stage}', "
+                problems.append(f"{exp.step_file('eval')}: stages lists '{stage}', "
                                 f"which needs steps train_{stage} and mg2hf on. Remove it or enable them.")
     base = exp.pipeline["base_model"]
     prefix = f"{exp.root}/model/base/"
@@ -258,7 +208,8 @@ def _experiment_problems(exp: Experiment, pipeline_file: Path) -> list[str]:
     elif not base["src"].startswith("builtin:") and not os.path.isdir(base["src"]):
         problems.append(f"{src}: base_model.src '{base['src']}' is not a folder. Point it at an HF model "
                         "folder (config.json + safetensors + tokenizer) or use builtin:tiny-qwen3.")
-    return problems
+    problems += config_checks.stage_settings_problems(exp)
+    return problems + config_checks.cross_step_problems(exp, exp.context_length())
 
 
 def load_experiment(name: str, datapool: str) -> Experiment:
@@ -272,13 +223,15 @@ def load_experiment(name: str, datapool: str) -> Experiment:
         known = sorted(p.name for p in EXPERIMENTS_DIR.iterdir() if (p / "pipeline.yaml").is_file())
         raise ConfigError(f"experiment '{name}': {pipeline_file} not found (experiments: {', '.join(known)})")
 
+    problems = config_checks.unknown_step_files(config_dir / "steps", STEP_FILES)
     raw: dict[str, tuple[Path, dict, dict]] = {"pipeline": (pipeline_file, load_yaml(pipeline_file),
                                                             load_schema("pipeline"))}
     for step, file_name in STEP_FILES.items():
         path = config_dir / "steps" / file_name
         raw[step] = (path, load_yaml(path) if path.exists() else {}, load_schema(STEP_SCHEMAS.get(step, step)))
+    warnings = config_checks.env_in_command_warnings({step: raw[step][:2] for step in ("hf2mg", "mg2hf")})
     for path, data, schema in raw.values():
-        _fill_defaults(data, schema)
+        fill_defaults(data, schema)
 
     root = f"{datapool}/experiments/{name}"
     pipeline = raw["pipeline"][1]
@@ -288,7 +241,6 @@ def load_experiment(name: str, datapool: str) -> Experiment:
     namespace["BASE_MODEL_NAME"] = base.get("name", "")
     namespace["BASE_MODEL_PATH"] = "${base_model.path}"
 
-    problems: list[str] = []
     resolved = {}
     for key, (path, data, schema) in raw.items():
         try:
@@ -296,10 +248,10 @@ def load_experiment(name: str, datapool: str) -> Experiment:
         except ConfigError as err:
             problems.append(str(err))
             continue
-        problems += _schema_problems(resolved[key], schema, str(path))
+        problems += schema_problems(resolved[key], schema, str(path))
     if problems:
         raise ConfigError("\n".join(problems))
-    exp = Experiment(name, config_dir, root, resolved.pop("pipeline"), resolved)
+    exp = Experiment(name, config_dir, root, resolved.pop("pipeline"), resolved, warnings)
     problems = _experiment_problems(exp, pipeline_file)
     if problems:
         raise ConfigError("\n".join(problems))
@@ -312,6 +264,11 @@ class RunConfig:
 
     datapool: str
     experiments: dict[str, Experiment]
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the user should know about the config but that does not stop the run."""
+        return [w for e in self.experiments.values() for w in e.warnings]
 
     def exp(self, name: str) -> Experiment:
         return self.experiments[name]
@@ -398,10 +355,10 @@ def discover_experiments() -> list[str]:
 
 def load_run_config(config: dict, source: str = "config/config.yaml") -> RunConfig:
     """Validate Snakemake's `config` (config.yaml merged with --config) and load the experiments."""
-    config = _fill_defaults(dict(config), load_schema("config"))
+    config = fill_defaults(dict(config), load_schema("config"))
     if isinstance(config.get("experiments"), str):  # --config experiments=demo
         config["experiments"] = [config["experiments"]]
-    problems = _schema_problems(config, load_schema("config"), source)
+    problems = schema_problems(config, load_schema("config"), source)
     if problems:
         raise ConfigError("\n".join(problems))
     names = config["experiments"] or discover_experiments()

@@ -10,7 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from llmrunner.config import EXPERIMENT_NAME, EXPERIMENTS_DIR, REPO_ROOT, load_run_config, load_yaml
+from llmrunner.config import EXPERIMENT_NAME, EXPERIMENTS_DIR, load_run_config, load_yaml
+from llmrunner.schemas import REPO_ROOT
 from llmrunner.errors import ConfigError
 
 

@@ -2,13 +2,17 @@
 
 Lines are read as bytes and decoded one by one, so a line that is not valid UTF-8 is reported
 (and can be rejected) without ending the stream: a text-mode reader would raise in the middle of
-a file and lose the rest of it.
+a file and lose the rest of it. A compressed file that ends early (a cut copy) is an error, never
+a shorter file.
 """
 from __future__ import annotations
 
+import codecs
 import gzip
 import io
 import json
+import os
+import stat
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +23,13 @@ import zstandard
 from llmrunner.errors import StageError
 
 DATA_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst")
+# A zstd decompression call returns all the output of the input it is given: the input per call
+# follows the compression ratio seen (thousands for runs of repeated records) so that one call
+# returns about ZSTD_OUT_BYTES, between ZSTD_MIN_IN and ZSTD_MAX_IN compressed bytes.
+ZSTD_OUT_BYTES = 1 << 22
+ZSTD_MIN_IN, ZSTD_MAX_IN = 1 << 6, 1 << 14
+_NOT_REGULAR = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
 
 
 class Line(NamedTuple):
@@ -35,26 +46,120 @@ def is_data_file(path: Path, suffixes: tuple[str, ...] = DATA_SUFFIXES) -> bool:
     return path.name.endswith(suffixes)
 
 
-def open_binary(path: str | Path) -> IO[bytes]:
-    """Open a file for streaming reads, decompressing `.gz` / `.zst` (chosen by the name)."""
+def file_problem(path: str | Path) -> str | None:
+    """Why `path` cannot be read as a data file (missing, not a regular file, unreadable), naming it
+    and the fix; None when it can. A link is followed, wherever it points."""
+    denied = f"{path}: permission denied; make it readable by the user running the workflow"
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        target = f" (a link to {os.readlink(path)}, which does not exist)" if os.path.islink(path) else ""
+        return f"{path} does not exist{target}"
+    except PermissionError:  # a folder on the way that this user may not enter
+        return denied
+    except OSError as err:  # a loop of links, an I/O error
+        return f"{path} cannot be read ({err.strerror}); give a readable file"
+    if not stat.S_ISREG(mode):
+        kind = next((name for is_kind, name in _NOT_REGULAR if is_kind(mode)), "not a regular file")
+        return f"{path} is {kind}, not a regular file; give a file"
+    try:
+        # Opening is the only true test: os.access says yes to root where the filesystem says no
+        # (root-squashed NFS, ACLs).
+        os.close(os.open(path, os.O_RDONLY))
+    except PermissionError:
+        return denied
+    except OSError as err:
+        return f"{path} cannot be read ({err.strerror}); give a readable file"
+    return None
+
+
+def require_file(path: str | Path) -> None:
+    """A StageError naming `path` and the fix unless it is a regular file this user can read."""
+    if problem := file_problem(path):
+        raise StageError(problem)
+
+
+class _ZstdFrames(io.RawIOBase):
+    """The decompressed bytes of every frame of a zstd file, in order; an EOFError (as gzip raises)
+    where the file ends inside a frame.
+
+    zstandard's stream_reader returns what it has and stops without a word when the input ends
+    inside a frame, so a cut file reads as a shorter one; a decompressobj says whether its frame
+    reached its end (`eof`), and hands over the bytes after it (`unused_data`) for the next frame.
+    """
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        super().__init__()
+        self._raw, self._dctx = raw, zstandard.ZstdDecompressor()
+        self._frame: zstandard.ZstdDecompressionObj | None = None  # None between frames
+        self._in, self._out = memoryview(b""), memoryview(b"")  # compressed input; output not yet read
+        self._step = 1 << 10  # compressed bytes for the next call: few, until the ratio is known
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._out:
+            if not self._in:
+                self._in = memoryview(self._raw.read(ZSTD_MAX_IN))
+                if not self._in:
+                    if self._frame is not None:
+                        raise EOFError("the file ends inside a zstd frame")
+                    return 0
+            data, self._in = self._in[:self._step], self._in[self._step:]
+            self._out = memoryview(self._decompress(data))
+            self._step = max(ZSTD_MIN_IN, min(ZSTD_MAX_IN, len(data) * ZSTD_OUT_BYTES // max(len(self._out), 1)))
+        size = min(len(buffer), len(self._out))
+        buffer[:size] = self._out[:size]
+        self._out = self._out[size:]
+        return size
+
+    def _decompress(self, data: memoryview) -> bytes:
+        out = []
+        while data:
+            if self._frame is None:
+                self._frame = self._dctx.decompressobj()
+            out.append(self._frame.decompress(data))
+            if not self._frame.eof:  # the frame goes on in the next read
+                break
+            data, self._frame = self._frame.unused_data, None
+        return b"".join(out)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+def open_binary(path: str | Path) -> io.BufferedIOBase:
+    """Open a file for streaming reads, decompressing `.gz` / `.zst` (chosen by the name) and
+    dropping a UTF-8 byte-order mark at its start (editors on Windows write one; it is not data)."""
     path = Path(path)
-    if not path.is_file():
-        raise StageError(f"data file {path} does not exist")
+    if problem := file_problem(path):
+        raise StageError(f"data file {problem}")
     if path.name.endswith(".gz"):
-        return gzip.open(path, "rb")
-    if path.name.endswith(".zst"):
-        # The decompression reader has no readline(); the buffered wrapper adds it (and line iteration).
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True))
-    return open(path, "rb")
+        stream: io.BufferedIOBase = gzip.open(path, "rb")
+    elif path.name.endswith(".zst"):
+        # The buffered wrapper adds readline() and line iteration.
+        stream = io.BufferedReader(_ZstdFrames(open(path, "rb")))
+    else:
+        stream = open(path, "rb")
+    try:
+        if stream.peek(len(codecs.BOM_UTF8)).startswith(codecs.BOM_UTF8):
+            stream.read(len(codecs.BOM_UTF8))
+    except BaseException:  # a damaged compressed file can fail at its first read
+        stream.close()
+        raise
+    return stream
 
 
 def iter_lines(path: str | Path) -> Iterator[Line]:
     """Yield every line of a `.jsonl` / `.jsonl.gz` / `.jsonl.zst` file, decoded as UTF-8 one line at a time.
 
-    Blank lines are yielded too (the caller decides); a damaged compressed stream is a StageError
-    naming the file, raised after the lines before the damage.
+    Blank lines are yielded too (the caller decides); a compressed stream that ends early or is
+    damaged is a StageError naming the file, raised after the lines before the damage.
     """
     number = 0
+    kind = "gzip" if str(path).endswith(".gz") else "zstd"
     try:
         with open_binary(path) as stream:
             for number, raw in enumerate(stream, start=1):
@@ -63,11 +168,11 @@ def iter_lines(path: str | Path) -> Iterator[Line]:
                     yield Line(number, raw.decode("utf-8"), True)
                 except UnicodeDecodeError:
                     yield Line(number, raw.decode("utf-8", errors="backslashreplace"), False)
-    except (EOFError, gzip.BadGzipFile, zlib.error) as err:
-        raise StageError(f"{path} is a damaged gzip file (read up to line {number}: {err}); "
-                         f"re-create or re-download it") from err
-    except zstandard.ZstdError as err:
-        raise StageError(f"{path} is a damaged zstd file (read up to line {number}: {err}); "
+    except EOFError as err:  # gzip and _ZstdFrames: the file stops before the stream's end
+        raise StageError(f"{path}: the {kind} stream ends early (truncated or damaged file) after {number} "
+                         f"lines; re-copy or re-compress it") from err
+    except (gzip.BadGzipFile, zlib.error, zstandard.ZstdError) as err:
+        raise StageError(f"{path} is a damaged {kind} file (read up to line {number}: {err}); "
                          f"re-create or re-download it") from err
 
 
@@ -108,7 +213,8 @@ def list_data_files(folder: str | Path, suffixes: tuple[str, ...] = DATA_SUFFIXE
     if not folder.is_dir():
         raise StageError(f"data folder {folder} does not exist (or is not a folder); "
                          f"check the dataset's sources and that the prepare step ran")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and is_data_file(p, suffixes))
+    # Not only regular files: a FIFO or a dangling link named like data is an error when read, not skipped.
+    files = sorted(p for p in folder.iterdir() if is_data_file(p, suffixes) and not p.is_dir())
     if not files:
         present = sorted(p.name for p in folder.iterdir())
         shown = ", ".join(present[:20]) + (", ..." if len(present) > 20 else "") if present else "nothing"
@@ -122,8 +228,8 @@ def resolve_inputs(path: str | Path, suffixes: tuple[str, ...] = DATA_SUFFIXES) 
     path = Path(path)
     if path.is_dir():
         return list_data_files(path, suffixes)
-    if not path.is_file():
-        raise StageError(f"input {path} does not exist; give a {_patterns(suffixes)} file or a folder of them")
+    if problem := file_problem(path):
+        raise StageError(f"input {problem}")
     if not is_data_file(path, suffixes):
         raise StageError(f"input {path} is not a {_patterns(suffixes)} file")
     return [path]

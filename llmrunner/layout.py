@@ -21,6 +21,11 @@ class ExperimentLayout:
     def processed(self, kind: str, dataset: str) -> str:
         return self.path("data", "processed", kind, f"{dataset}.jsonl")
 
+    def udatasets_outputs(self, kind: str, dataset: str) -> list[str]:
+        """What a dataset's udatasets gather job writes: the kept records, rejects, duplicates and stats."""
+        names = [f"{dataset}.{suffix}" for suffix in ("jsonl", "rejects.jsonl", "duplicates.jsonl", "stats.json")]
+        return [self.path("data", "processed", kind, name) for name in names]
+
     def udatasets_shard(self, kind: str, dataset: str, shard: int, shards: int) -> str:
         """A udatasets map job's output (an intermediate, removed once the gather jobs have read it)."""
         return self.path("data", "processed", kind, ".shards", f"{dataset}.{shard}-of-{shards}.jsonl")
@@ -73,7 +78,7 @@ class ExperimentLayout:
         if not self.enabled(step):
             return []
         if step == "udatasets":
-            return [self.processed(k, d) for k in ("cpt", "sft") for d in self.datasets(k)]
+            return [f for k in ("cpt", "sft") for d in self.datasets(k) for f in self.udatasets_outputs(k, d)]
         if step in ("tokenize_cpt", "tokenize_sft"):
             kind = step.split("_")[1]
             return [f for d in self.datasets(kind) for f in self.tokenized_files(kind, d)]
@@ -90,6 +95,14 @@ class ExperimentLayout:
     def report_inputs(self) -> list[str]:
         """Everything the experiment's report summarises: every enabled step's outputs."""
         steps = ("udatasets", "tokenize_cpt", "tokenize_sft", "train_cpt", "train_sft", "mg2hf", "eval")
+        return [p for step in steps for p in self.step_outputs(step)]
+
+    def every_output(self) -> list[str]:
+        """Every step's own outputs and the report: the default target. Snakemake deletes a failed job's
+        outputs; naming them all here makes the next run rebuild them, and everything after them, instead
+        of taking the older downstream outputs as up to date."""
+        steps = ("prepare", "udatasets", "tokenize_cpt", "tokenize_sft", "hf2mg", "train_cpt", "train_sft",
+                 "mg2hf", "eval", "report")
         return [p for step in steps for p in self.step_outputs(step)]
 
 

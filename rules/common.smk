@@ -1,5 +1,6 @@
 # Config loading and validation (before any job starts), wildcard constraints, step targets.
 import re
+import sys
 
 from llmrunner.config import load_run_config, set_job_environment
 from llmrunner.errors import ConfigError
@@ -8,6 +9,8 @@ try:
     RUN = load_run_config(config)
 except ConfigError as err:
     raise WorkflowError(f"LLMRunner config error:\n{err}") from None
+for warning in RUN.warnings:
+    print(f"LLMRunner config warning: {warning}", file=sys.stderr)
 
 # DATAPOOL_ROOT of the experiment in a rule's wildcards.
 ROOT = f"{RUN.datapool}/experiments/{{exp}}"

@@ -99,7 +99,7 @@ def test_missing_raw_data_and_base_model_are_named(project):
     write_yaml(DEMO / "pipeline.yaml", pipeline)
     with pytest.raises(ConfigError) as err:
         load_run_config({})
-    assert "data.cpt.demo_text.sources: 'raw/missing.jsonl' does not exist" in str(err.value)
+    assert "data.cpt.demo_text.sources: raw/missing.jsonl does not exist (paths are relative to" in str(err.value)
     assert "base_model.src '/models/none' is not a folder" in str(err.value)
 
 
@@ -194,7 +194,7 @@ def test_command_files_are_inputs_and_are_checked(project):
         load_run_config({})
     msg = str(err.value)
     assert "5.mg2hf.yaml: command_files: 'export.py' is not a file (paths are relative to" in msg
-    assert "6.hf2mg.yaml: command_files is set but command is not" in msg
+    assert "6.hf2mg.yaml: convert settings: `command_files` is set but `command` is not" in msg
     assert "6.hf2mg.yaml: command_files: 'import.py' is not a file" in msg
 
 
@@ -206,20 +206,76 @@ def test_discover_experiments(project):
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "config/experiments").iterdir()))
 def test_every_shipped_step_config_builds_its_stage_settings(name, monkeypatch):
     """What the rules pass as --settings is accepted by each stage (litgpt's test_config_hub)."""
-    from llmrunner.convert.settings import ConvertSettings
-    from llmrunner.eval.settings import EvalSettings
-    from llmrunner.tokenize.settings import TokenizeCptSettings, TokenizeSftSettings
-    from llmrunner.train.settings import TrainSettings
+    from llmrunner.config_checks import STAGE_SETTINGS
     from llmrunner.udatasets.settings import UdatasetsSettings
 
     monkeypatch.chdir(REPO)
     run = load_run_config({"experiments": [name]})
     exp = run.exp(name)
-    stage_settings = {"tokenize_cpt": TokenizeCptSettings, "tokenize_sft": TokenizeSftSettings,
-                      "train_cpt": TrainSettings, "train_sft": TrainSettings, "hf2mg": ConvertSettings,
-                      "mg2hf": ConvertSettings, "eval": EvalSettings}
-    for step, settings_class in stage_settings.items():
+    for step, settings_class in STAGE_SETTINGS.items():
         settings_class.from_dict(json.loads(run.settings_json(name, step)))
     for kind in ("cpt", "sft"):
         for dataset in exp.datasets(kind):
             UdatasetsSettings.from_dict(json.loads(run.udatasets_settings_json(name, kind, dataset)))
+
+
+@pytest.mark.parametrize("file_name, values, expected", [
+    ("4.train_cpt.yaml", {"train_iters": 10, "warmup_iters": 10},
+     "4.train_cpt.yaml: train settings: `warmup_iters` 10 must be below `train_iters` 10"),
+    ("4.train_cpt.yaml", {"global_batch_size": 12, "micro_batch_size": 8},
+     "4.train_cpt.yaml: train settings: `global_batch_size` 12 is not a multiple of micro_batch_size"),
+    ("7.train_sft.yaml", {"nproc_per_node": 3, "tensor_parallel": 2},
+     "7.train_sft.yaml: train settings: `nproc_per_node` 3 is not a multiple of tensor_parallel x pipeline_parallel"),
+    ("7.train_sft.yaml", {"seq_length": 1024},
+     "7.train_sft.yaml: seq_length 1024 is above tokenize_sft's max_tokens 512"),
+    ("4.train_cpt.yaml", {"seq_length": 4096},
+     "4.train_cpt.yaml: seq_length 4096 is above the base model's max_position_embeddings 2048"),
+    ("8.eval.yaml", {"max_length": 4096},
+     "8.eval.yaml: max_length 4096 is above the base model's max_position_embeddings 2048"),
+    ("1.udatasets.yaml", {"max_chars": 5, "min_chars": 10},
+     "1.udatasets.yaml: udatasets settings: max_chars (5) is below min_chars (10)"),
+    ("1.udatasets.yaml", {"augment": {"system_prompt_fraction": 0.5}},
+     "udatasets settings: augment.system_prompts: give at least one prompt"),
+    ("5.mg2hf.yaml", {"command_files": ["x.py"]},
+     "5.mg2hf.yaml: convert settings: `command_files` is set but `command` is not"),
+])
+def test_rules_across_keys_stop_the_run_at_load(project, file_name, values, expected):
+    """Every stage's settings are built when the config loads: a rule that involves several keys (or steps)
+    stops the run before the first job, naming the file, the keys and the fix."""
+    if file_name == "5.mg2hf.yaml":
+        Path("x.py").write_text("")
+    edit(DEMO / "steps" / file_name, **values)
+    with pytest.raises(ConfigError) as err:
+        load_run_config({})
+    assert expected in str(err.value)
+
+
+def test_a_misnamed_step_file_is_an_error(project):
+    (DEMO / "steps/4.train-cpt.yaml").write_text("train_iters: 5\n")
+    (DEMO / "steps/notes.txt").write_text("my notes\n")
+    with pytest.raises(ConfigError) as err:
+        load_run_config({})
+    message = str(err.value)
+    assert "steps/4.train-cpt.yaml: not a step file, so it would be ignored; rename it to 4.train_cpt.yaml" in message
+    assert "steps/notes.txt: not a step file (step files: 1.udatasets.yaml," in message
+
+
+def test_env_in_a_command_warns_at_load(project, monkeypatch):
+    monkeypatch.setenv("MY_TOKEN", "s3cret")
+    edit(DEMO / "steps/6.hf2mg.yaml", command="convert {input} {output} --token ${env:MY_TOKEN}")
+    [warning] = load_run_config({}).warnings
+    assert "6.hf2mg.yaml: `command` uses ${env:...}" in warning and "$VAR" in warning
+    edit(DEMO / "steps/6.hf2mg.yaml", command='convert {input} {output} --token "$MY_TOKEN"')
+    assert load_run_config({}).warnings == []
+
+
+def test_a_fifo_source_is_named_as_such(project):
+    import os
+
+    pipeline = yaml.safe_load((DEMO / "pipeline.yaml").read_text())
+    os.mkfifo("pipe.jsonl")
+    pipeline["data"]["cpt"]["demo_text"]["sources"] = ["pipe.jsonl"]
+    write_yaml(DEMO / "pipeline.yaml", pipeline)
+    with pytest.raises(ConfigError, match=r"data\.cpt\.demo_text\.sources: pipe\.jsonl is a FIFO.*, not a regular "
+                                          r"file; give a file"):
+        load_run_config({})

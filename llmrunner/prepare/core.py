@@ -1,7 +1,8 @@
 """prepare: put the base model and the raw data into the experiment's datapool.
 
 A base model is either copied from a local Hugging Face folder or built (`builtin:<name>`);
-raw data files are copied as they are, keeping their names.
+raw data files are copied as they are, keeping their names. A source outside the repository (raw
+corpora on shared storage, or a link pointing there) is read where it is, and the log says so.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from llmrunner.errors import StageError
-from llmrunner.jsonl import is_data_file
+from llmrunner.jsonl import file_problem, is_data_file
 from llmrunner.prepare.tiny_model import build_tiny_qwen3
 from llmrunner.udatasets.readers import RAW_SUFFIXES
 
@@ -73,8 +74,8 @@ def copy_raw_data(sources: list[Path], out: Path) -> None:
     problems = []
     by_name: dict[str, Path] = {}
     for src in sources:
-        if not src.is_file():
-            problems.append(f"{src} does not exist (or is not a file)")
+        if problem := file_problem(src):
+            problems.append(problem)
         elif not is_data_file(src, RAW_SUFFIXES):
             problems.append(f"{src} is not a data file of a known format ({', '.join(RAW_SUFFIXES)}); "
                             f"convert it, or rename it if it is one of these")
@@ -88,6 +89,10 @@ def copy_raw_data(sources: list[Path], out: Path) -> None:
         raise StageError("cannot copy the raw data sources (fix the dataset's sources in pipeline.yaml): "
                          + "; ".join(problems))
     out.mkdir(parents=True, exist_ok=True)
+    repository = Path.cwd()  # the workflow runs from the repository root; sources are relative to it
     for name, src in sorted(by_name.items()):
+        if not (real := src.resolve()).is_relative_to(repository):
+            log.info("source %s is outside the repository %s: reading %s (a moved checkout still reads it there)",
+                     src, repository, real)
         shutil.copyfile(src, out / name)
         log.info("copied %s -> %s (%d bytes)", src, out / name, src.stat().st_size)

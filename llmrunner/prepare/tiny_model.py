@@ -11,13 +11,13 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
-from llmrunner.config import BUILTIN_MODELS
 from llmrunner.jsonl import iter_records
 
 log = logging.getLogger(__name__)
 
-DEMO_CORPUS = BUILTIN_MODELS["builtin:tiny-qwen3"]
-"""The text the demo tokenizer is trained on (the prepare rule declares it as an input)."""
+DEMO_CORPUS = Path("resources/demo/cpt.jsonl.gz")
+"""The text the demo tokenizer is trained on, relative to the repository root (the workflow's working
+directory, so the prepare rule's input has no absolute path and a moved checkout reruns nothing)."""
 
 VOCAB_SIZE = 8192
 CORPUS_BYTES = 5_000_000  # enough text for a stable 8k vocabulary; training then takes ~1.5 s

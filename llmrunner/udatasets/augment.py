@@ -15,60 +15,40 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from llmrunner.errors import ConfigError
-from llmrunner.settings import is_int
+from llmrunner.schemas import load_schema
+from llmrunner.settings import settings_from_dict
 
 
 @dataclass(frozen=True)
 class AugmentSettings:
-    """The `augment:` mapping of steps/1.udatasets.yaml (config/schemas/udatasets.schema.json)."""
-    seed: int = 1
+    """The `augment:` mapping of steps/1.udatasets.yaml; every key's type, default and range are in
+    config/schemas/udatasets.schema.json (properties.augment)."""
+    seed: int
     """Seeds every choice; another seed chooses other conversations and prompts."""
-    system_prompt_fraction: float = 0.0
+    system_prompt_fraction: float
     """Share of the kept conversations that get one copy with a system prompt drawn from system_prompts
     (replacing the conversation's own system turn, or inserted first when it has none); 0: off."""
-    system_prompts: tuple[str, ...] = ()
+    system_prompts: list[str]
     """The system prompts to draw from (a copy never gets the prompt it already has)."""
-    multi_turn_fraction: float = 0.0
+    multi_turn_fraction: float
     """Share of the single-exchange conversations (user + assistant, optionally after a system turn) used
     as parts of multi-turn conversations; 0: off."""
-    multi_turn_exchanges: int = 2
+    multi_turn_exchanges: int
     """How many consecutive chosen single-exchange conversations one multi-turn conversation joins."""
 
     def __post_init__(self) -> None:
-        problems = []
-        if not is_int(self.seed):
-            problems.append(f"augment.seed: must be an integer, got {self.seed!r}")
-        for key in ("system_prompt_fraction", "multi_turn_fraction"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-                problems.append(f"augment.{key}: must be a number from 0 to 1, got {value!r}")
-        prompts = self.system_prompts
-        if not isinstance(prompts, tuple) or not all(isinstance(p, str) and p.strip() for p in prompts):
-            problems.append(f"augment.system_prompts: must be a list of non-empty strings, got {prompts!r}")
-        elif self.system_prompt_fraction and not prompts:
-            problems.append("augment.system_prompts: give at least one prompt when system_prompt_fraction is "
-                            "above 0 (or set system_prompt_fraction: 0)")
-        if not is_int(self.multi_turn_exchanges) or self.multi_turn_exchanges < 2:
-            problems.append(f"augment.multi_turn_exchanges: must be an integer >= 2, got "
-                            f"{self.multi_turn_exchanges!r}")
-        if problems:
-            raise ConfigError("udatasets settings: " + "; ".join(problems))
+        if self.system_prompt_fraction and not self.system_prompts:
+            raise ConfigError("udatasets settings: augment.system_prompts: give at least one prompt when "
+                              "system_prompt_fraction is above 0 (or set system_prompt_fraction: 0)")
 
     @classmethod
     def from_dict(cls, values: dict) -> AugmentSettings:
         """The settings from the `augment:` mapping; a ConfigError naming `augment.<key>` on bad input."""
-        if not isinstance(values, dict):
-            raise ConfigError(f"udatasets settings: augment: must be a mapping, got {values!r}")
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ConfigError(f"udatasets settings: unknown key(s) {['augment.' + k for k in unknown]}; "
-                              f"known keys of augment: {known}")
-        prompts = values.get("system_prompts", ())
-        return cls(**{**values, "system_prompts": tuple(prompts) if isinstance(prompts, list) else prompts})
+        return settings_from_dict(cls, values, load_schema("udatasets")["properties"]["augment"], "udatasets",
+                                  key_prefix="augment")
 
     def enabled(self) -> bool:
         """Whether any augmentation makes records."""

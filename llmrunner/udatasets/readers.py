@@ -7,6 +7,7 @@ at all (a damaged archive, a .json that is not JSON) is a StageError naming it.
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import json
 import sys
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from llmrunner.errors import StageError
-from llmrunner.jsonl import DATA_SUFFIXES, Line, iter_lines, open_binary
+from llmrunner.jsonl import DATA_SUFFIXES, Line, iter_lines, open_binary, require_file
 from llmrunner.udatasets.json_stream import STRICT_JSON, iter_json_array
 
 RAW_SUFFIXES = DATA_SUFFIXES + (".json", ".parquet", ".csv", ".txt")
@@ -76,8 +77,8 @@ def read_csv(path: Path) -> Iterator[RawItem]:
     # The default limit (128 KiB per field) would end the file at the first long document.
     csv.field_size_limit(sys.maxsize)
     # surrogateescape keeps undecodable bytes in the row, so that one row is rejected, not the file;
-    # utf-8-sig drops the byte-order mark that spreadsheet exports put before the first column name.
-    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as stream:
+    # open_binary drops the byte-order mark that spreadsheet exports put before the first column name.
+    with io.TextIOWrapper(open_binary(path), encoding="utf-8", errors="surrogateescape", newline="") as stream:
         reader = csv.DictReader(stream)
         try:
             reader.fieldnames  # reads the header, so that line_num is where the first row starts
@@ -99,6 +100,7 @@ def read_parquet(path: Path) -> Iterator[RawItem]:
     import pyarrow  # only for parquet inputs
     import pyarrow.parquet as pq
 
+    require_file(path)  # else a FIFO would block, and permission denied read as a damaged file
     number = 0
     try:
         for batch in pq.ParquetFile(path).iter_batches(batch_size=PARQUET_BATCH_ROWS):

@@ -5,128 +5,108 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llmrunner.errors import ConfigError
-from llmrunner.settings import is_int, settings_from_dict
+from llmrunner.schemas import load_schema
+from llmrunner.settings import settings_from_dict
 from llmrunner.udatasets.adapters import Adapter, builtin_adapter
 from llmrunner.udatasets.augment import AugmentSettings
-from llmrunner.udatasets.clean import WHITESPACE_MODES, Cleaning
+from llmrunner.udatasets.clean import Cleaning
 from llmrunner.udatasets.custom import custom_adapter
 from llmrunner.udatasets.near_dup import MinHashConfig
-from llmrunner.udatasets.readers import TXT_MODES
 from llmrunner.udatasets.shard import RecordRules
 
 # adapter -> the kind of record it produces (None: either, decided by the user's function)
 ADAPTERS = {"text": "cpt", "messages": "sft", "sharegpt": "sft", "alpaca": "sft", "prompt_response": "sft",
             "custom": None}
-DEDUP_MODES = ("exact", "none")
+
+
+def udatasets_schema() -> dict:
+    """What one udatasets job is configured by: the step's keys (udatasets.schema.json) plus the dataset's
+    adapter and reading keys (pipeline.yaml data.<kind>.<dataset>, all but `sources`)."""
+    schema = load_schema("udatasets")
+    dataset = load_schema("pipeline")["$defs"]["dataset"]
+    schema["properties"].update({k: v for k, v in dataset["properties"].items() if k != "sources"})
+    return schema
 
 
 @dataclass(frozen=True)
 class UdatasetsSettings:
-    adapter: str | None = None
+    """Every key's type, default and range: config/schemas/udatasets.schema.json plus a dataset's keys in
+    config/schemas/pipeline.schema.json (`udatasets_schema()`)."""
+
+    adapter: str | None
     """How a raw record becomes the unified schema: 'text' (CPT: the document is under text_key),
     'messages' (OpenAI chat), 'sharegpt', 'alpaca', 'prompt_response' (SFT) or 'custom'
     (adapter_function). None: the adapter that fits --kind ('text' / 'messages')."""
-    text_key: str = "text"
+    text_key: str
     """For the 'text' adapter: the key of a raw record that holds the document (dotted: nested)."""
-    prompt_key: str = "prompt"
+    prompt_key: str
     """For the 'prompt_response' adapter: the key of the prompt (dotted: nested)."""
-    response_key: str = "response"
+    response_key: str
     """For the 'prompt_response' adapter: the key of the response (dotted: nested)."""
-    adapter_function: str | None = None
+    adapter_function: str | None
     """For the 'custom' adapter: 'path/to/file.py:function' (relative to the repository root)."""
-    txt_mode: str = "document"
+    txt_mode: str
     """.txt inputs: 'document' (one record per file) or 'paragraphs' (one per blank-line separated block)."""
-    unicode_nfc: bool = True
+    unicode_nfc: bool
     """Cleaning: bring the text (CPT) / every message content (SFT) to Unicode NFC (composed: 'e' + U+0301 -> 'é')."""
-    strip_control: bool = True
+    strip_control: bool
     """Cleaning: remove control characters (Unicode category Cc: NUL, ESC, DEL, C1, ...) except newline and tab
     (and carriage return, which whitespace: normalize has already turned into a newline). A record left with
     no text is rejected as 'empty'."""
-    whitespace: str = "normalize"
+    whitespace: str
     """Cleaning: 'normalize' (\\r\\n and \\r -> \\n, trailing spaces and tabs of each line removed, 3+ newlines ->
     2, the whole text stripped; spaces inside a line, such as code indentation, are kept) or 'keep'."""
-    min_chars: int = 1
+    min_chars: int
     """Reject a record whose text (CPT) or total message content (SFT) has fewer characters (after cleaning)."""
-    max_chars: int | None = None
+    max_chars: int | None
     """Reject a record with more characters than this; None: no limit."""
-    min_tokens: int | None = None
+    min_tokens: int | None
     """Reject a record with fewer tokens (base-model tokenizer; the text, or the sum over the message contents,
     without special tokens or chat template); None: no limit. A token filter makes the base model an input."""
-    max_tokens: int | None = None
+    max_tokens: int | None
     """Reject a record with more tokens than this (counted as for min_tokens); None: no limit."""
-    dedup: str = "exact"
+    dedup: str
     """'exact': keep the first of records whose cleaned text, NFC-normalised and whitespace-collapsed, is equal;
     'none': keep every record. Across every dataset of the same kind, in pipeline.yaml order."""
-    near_dedup: bool = False
+    near_dedup: bool
     """Also drop near duplicates (after exact de-dup): records whose MinHash-estimated Jaccard similarity of
     word shingles (case-folded, whitespace-collapsed text) with a kept record reaches near_threshold."""
-    near_threshold: float = 0.8
+    near_threshold: float
     """Estimated Jaccard similarity at or above which a record is a near duplicate (0 < t <= 1)."""
-    near_shingle_words: int = 5
+    near_shingle_words: int
     """Words per shingle for near de-dup (a text with fewer words is one shingle)."""
-    near_num_perm: int = 128
+    near_num_perm: int
     """MinHash permutations: more estimate the similarity more closely, at more time and memory."""
-    augment: dict | None = None
+    augment: dict
     """SFT augmentation settings (augment.py, AugmentSettings); None or all fractions 0: off."""
-    shards: int = 1
+    shards: int
     """Split each dataset over this many map jobs (scatter/gather, e.g. SLURM jobs in parallel); the outputs
     are the same, byte for byte, for any number. Changes the job plan, not the output."""
-    threads: int = 2
+    threads: int
     """Worker processes of one job (also the Snakemake job's threads); the output does not depend on it."""
 
     def __post_init__(self) -> None:
+        # Types and ranges are the schema's; these rules involve several keys.
         problems = []
-        if self.adapter is not None and self.adapter not in ADAPTERS:
-            problems.append(f"adapter: {self.adapter!r} is not one of {sorted(ADAPTERS)}")
-        for key in ("text_key", "prompt_key", "response_key"):
-            if not isinstance(getattr(self, key), str) or not getattr(self, key):
-                problems.append(f"{key}: must be a non-empty string, got {getattr(self, key)!r}")
         if (self.adapter == "custom") != (self.adapter_function is not None):
             problems.append("adapter_function: give it exactly when adapter is 'custom' "
                             f"(adapter {self.adapter!r}, adapter_function {self.adapter_function!r})")
-        if self.txt_mode not in TXT_MODES:
-            problems.append(f"txt_mode: {self.txt_mode!r} is not one of {list(TXT_MODES)}")
-        for key in ("unicode_nfc", "strip_control"):
-            if not isinstance(getattr(self, key), bool):
-                problems.append(f"{key}: must be true or false, got {getattr(self, key)!r}")
-        if self.whitespace not in WHITESPACE_MODES:
-            problems.append(f"whitespace: {self.whitespace!r} is not one of {list(WHITESPACE_MODES)}")
-        if not is_int(self.min_chars) or self.min_chars < 0:
-            problems.append(f"min_chars: must be an integer >= 0, got {self.min_chars!r}")
-        if self.max_chars is not None and (not is_int(self.max_chars) or self.max_chars < 1):
-            problems.append(f"max_chars: must be null or an integer >= 1, got {self.max_chars!r}")
-        elif self.max_chars is not None and is_int(self.min_chars) and self.max_chars < self.min_chars:
+        if self.max_chars is not None and self.max_chars < self.min_chars:
             problems.append(f"max_chars ({self.max_chars}) is below min_chars ({self.min_chars}): "
                             f"every record would be rejected")
-        for key in ("min_tokens", "max_tokens"):
-            value = getattr(self, key)
-            if value is not None and (not is_int(value) or value < (0 if key == "min_tokens" else 1)):
-                problems.append(f"{key}: must be null or an integer >= {0 if key == 'min_tokens' else 1}, "
-                                f"got {value!r}")
-        if is_int(self.min_tokens) and is_int(self.max_tokens) and self.max_tokens < self.min_tokens:
+        if self.max_tokens is not None and self.max_tokens < (self.min_tokens or 0):
             problems.append(f"max_tokens ({self.max_tokens}) is below min_tokens ({self.min_tokens}): "
                             f"every record would be rejected")
-        if self.dedup not in DEDUP_MODES:
-            problems.append(f"dedup: {self.dedup!r} is not one of {list(DEDUP_MODES)}")
-        if not isinstance(self.near_dedup, bool):
-            problems.append(f"near_dedup: must be true or false, got {self.near_dedup!r}")
-        threshold = self.near_threshold
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
-            problems.append(f"near_threshold: must be a number above 0 and at most 1, got {threshold!r}")
-        for key, minimum in (("near_shingle_words", 1), ("near_num_perm", 2), ("shards", 1), ("threads", 1)):
-            if not is_int(getattr(self, key)) or getattr(self, key) < minimum:
-                problems.append(f"{key}: must be an integer >= {minimum}, got {getattr(self, key)!r}")
-        if self.augment is not None:
-            try:
-                AugmentSettings.from_dict(self.augment)
-            except ConfigError as err:
-                problems.append(str(err).removeprefix("udatasets settings: "))
+        try:
+            AugmentSettings.from_dict(self.augment)
+        except ConfigError as err:
+            problems.append(str(err).removeprefix("udatasets settings: "))
         if problems:
             raise ConfigError("udatasets settings: " + "; ".join(problems))
 
     @classmethod
     def from_dict(cls, values: dict) -> UdatasetsSettings:
-        return settings_from_dict(cls, values, "udatasets")
+        return settings_from_dict(cls, values, udatasets_schema(), "udatasets")
 
     def counts_tokens(self) -> bool:
         """Whether a token-length filter is set (then the base model's tokenizer is needed)."""
@@ -141,7 +121,7 @@ class UdatasetsSettings:
 
     def augment_settings(self, kind: str) -> AugmentSettings | None:
         """What augment.py makes for a dataset of `kind`: None for CPT (never augmented) or when off."""
-        if kind != "sft" or self.augment is None:
+        if kind != "sft":
             return None
         settings = AugmentSettings.from_dict(self.augment)
         return settings if settings.enabled() else None

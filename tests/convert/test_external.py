@@ -170,7 +170,14 @@ def test_unknown_placeholder_is_rejected(project: Path, converted_tied: dict, tm
     # At config load, before any job runs: the file and the key are named.
     step_file = project / "config/experiments/demo/steps/5.mg2hf.yaml"
     step_file.write_text(yaml.safe_dump({"command": "convert {input} {ouput}"}))
-    with pytest.raises(ConfigError, match=r"5\.mg2hf\.yaml: key 'command': .*\{hf_side\}"):
+    with pytest.raises(ConfigError, match=r"5\.mg2hf\.yaml: convert settings: `command` uses unknown "
+                                          r"placeholder\(s\) \{ouput\}; known here: .*\{hf_side\}"):
+        load_run_config({})
+    # and a placeholder of the other step only: named with the placeholders this step knows
+    step_file.unlink()
+    (step_file.parent / "6.hf2mg.yaml").write_text(yaml.safe_dump({"command": "convert {input} {output} {hf_side}"}))
+    with pytest.raises(ConfigError, match=r"6\.hf2mg\.yaml: `command` uses unknown placeholder\(s\) \{hf_side\}; "
+                                          r"known here: \{input\}, \{output\}, \{threads\}"):
         load_run_config({})
 
     # {iteration} is mg2hf's only: hf2mg refuses it before running anything.

@@ -14,14 +14,15 @@ from llmrunner.eval.tasks import check_data_file, write_task_configs
 
 def test_defaults_and_full_dict() -> None:
     s = EvalSettings.from_dict({"tasks": ["heldout_ppl"], "heldout": "h.jsonl", "batch_size": 4, "limit": 10})
-    assert (s.batch_size, s.max_length, s.limit, s.threads, s.mc) == (4, 512, 10, 2, None)
+    assert (s.batch_size, s.max_length, s.limit, s.threads, s.mc) == (4, 512, 10, 2, "resources/demo/mc_eval.jsonl")
 
 
 def test_problems_are_collected_into_one_error() -> None:
     with pytest.raises(ConfigError) as err:
         EvalSettings.from_dict({"tasks": ["wordnet_mc", "mmlu"], "batch_size": 0, "limit": True})
     text = str(err.value)
-    for part in ("unknown task 'mmlu'", "needs `mc`", "`batch_size`", "`limit`"):
+    for part in ("key 'tasks.1': 'mmlu' is not one of ['heldout_ppl', 'wordnet_mc']", "key 'batch_size'",
+                 "key 'limit'"):
         assert part in text
 
 

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 from pathlib import Path
 
 import pytest
 
 from llmrunner.cli import run_main
-from llmrunner.config import REPO_ROOT
 from llmrunner.errors import StageError
 from llmrunner.prepare.__main__ import main
 from llmrunner.prepare.core import copy_base_model, copy_raw_data, prepare_base_model
 from llmrunner.prepare.tiny_model import DEMO_CORPUS
+from tests.paths import REPO
+from tests.udatasets.test_jsonl import run_unable_to_read
 
 
 def digests(folder: Path) -> dict[str, str]:
@@ -28,8 +31,7 @@ def builtin_model(tmp_path_factory) -> Path:
 
 
 def test_demo_corpus_is_in_the_repository():
-    assert DEMO_CORPUS.is_file()
-    assert DEMO_CORPUS.relative_to(REPO_ROOT) == Path("resources/demo/cpt.jsonl.gz")
+    assert DEMO_CORPUS == Path("resources/demo/cpt.jsonl.gz") and (REPO / DEMO_CORPUS).is_file()
 
 
 def test_builtin_model_is_byte_identical_when_built_again(builtin_model, tmp_path):
@@ -133,12 +135,15 @@ def test_copy_raw_data_reports_every_problem_at_once(tmp_path):
     (tmp_path / "x/a.jsonl").write_text("")
     (tmp_path / "a.jsonl").write_text("")
     (tmp_path / "notes.md").write_text("")
+    os.mkfifo(tmp_path / "pipe.jsonl")  # copying it would wait forever for a writer
     with pytest.raises(StageError) as err:
         copy_raw_data([tmp_path / "a.jsonl", tmp_path / "x/a.jsonl", tmp_path / "notes.md",
-                       tmp_path / "gone.jsonl"], tmp_path / "raw")
+                       tmp_path / "gone.jsonl", tmp_path / "pipe.jsonl", tmp_path / "x"], tmp_path / "raw")
     message = str(err.value)
     assert "same file name" in message and "notes.md is not a data file" in message
     assert "gone.jsonl does not exist" in message
+    assert "pipe.jsonl is a FIFO, not a regular file; give a file" in message
+    assert f"{tmp_path / 'x'} is a folder, not a regular file" in message
     assert not (tmp_path / "raw").exists()
 
 
@@ -150,3 +155,30 @@ def test_cli_raw_data_and_error_exit(tmp_path, capsys):
         run_main(main, ["base-model", "--src", str(tmp_path / "missing"), "--out", str(tmp_path / "m")])
     assert exit_info.value.code == 1
     assert "missing" in capsys.readouterr().err
+
+
+def test_sources_outside_the_repository_are_read_there_and_logged(tmp_path, monkeypatch, caplog):
+    shared = tmp_path / "shared" / "corpus.jsonl"  # raw corpora on shared storage
+    shared.parent.mkdir()
+    shared.write_text('{"text": "far"}\n')
+    repo = tmp_path / "repo"
+    (repo / "data").mkdir(parents=True)
+    (repo / "data/near.jsonl").write_text('{"text": "near"}\n')
+    (repo / "data/link.jsonl").symlink_to(shared)
+    monkeypatch.chdir(repo)
+    with caplog.at_level(logging.INFO, logger="llmrunner.prepare.core"):
+        copy_raw_data([Path("data/near.jsonl"), Path("data/link.jsonl")], repo / "raw")
+    assert (repo / "raw/link.jsonl").read_text() == '{"text": "far"}\n' and not (repo / "raw/link.jsonl").is_symlink()
+    outside = [r.getMessage() for r in caplog.records if "outside the repository" in r.getMessage()]
+    assert outside == [f"source data/link.jsonl is outside the repository {repo}: reading {shared} "
+                       "(a moved checkout still reads it there)"]
+
+
+def test_cli_names_an_unreadable_source(tmp_path):
+    src = tmp_path / "locked.jsonl"
+    src.write_text('{"text": "x"}\n')
+    result = run_unable_to_read(["-m", "llmrunner.prepare", "raw-data", "--sources", str(src),
+                                 "--out", str(tmp_path / "raw")], src)
+    assert result.returncode == 1, result.stderr
+    assert f"{src}: permission denied; make it readable by the user running the workflow" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "raw").exists()

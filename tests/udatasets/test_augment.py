@@ -127,9 +127,10 @@ def test_off_by_default_and_the_schema_defaults_are_the_settings_defaults():
     schema = json.loads((REPO / "config/schemas/udatasets.schema.json").read_text())["properties"]["augment"]
     defaults = {key: prop["default"] for key, prop in schema["properties"].items()}
     assert set(defaults) == {f.name for f in fields(AugmentSettings)}
-    assert AugmentSettings.from_dict(defaults) == AugmentSettings()
-    assert not AugmentSettings().enabled()
-    assert list(augment([(chat(None, "a"), {"dataset": "d", "file": "f", "line": 1})], AugmentSettings())) == []
+    assert AugmentSettings.from_dict(defaults) == AugmentSettings.from_dict({})
+    assert not AugmentSettings.from_dict({}).enabled()
+    off = AugmentSettings.from_dict({})
+    assert list(augment([(chat(None, "a"), {"dataset": "d", "file": "f", "line": 1})], off)) == []
 
 
 @pytest.mark.parametrize("values, key", [

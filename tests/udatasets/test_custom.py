@@ -74,7 +74,7 @@ def test_a_bug_in_the_function_stops_the_step_naming_it(tmp_path):
                               r"the file missing/adapters.py does not exist; set it to 'path/to/file.py:function'"),
     ("{path}:nope", r"data\.sft\.forum\.adapter_function .* defines no function 'nope' \(it defines: helper\); "
                     r"set it to"),
-    ("{path}", r"data\.sft\.forum\.adapter_function .* is not of the form 'file.py:function'"),
+    ("{path}", r"key 'adapter_function': '.*adapters.py' does not match .* 'path/to/file.py:function'"),
 ])
 def test_missing_file_or_function_is_a_config_error_naming_key_and_fix(tmp_path, spec, message):
     path = write_adapter(tmp_path, "def helper(record):\n    return None\n")

@@ -171,7 +171,7 @@ def test_token_filter_without_a_tokenizer_is_a_config_error(tmp_path):
               "--settings", json.dumps({"max_tokens": 10})])
     with pytest.raises(ConfigError, match=r"max_tokens \(3\) is below min_tokens \(4\)"):
         UdatasetsSettings.from_dict({"min_tokens": 4, "max_tokens": 3})
-    with pytest.raises(ConfigError, match="near_threshold: must be a number above 0"):
+    with pytest.raises(ConfigError, match="key 'near_threshold': 0 is less than or equal to the minimum of 0"):
         UdatasetsSettings.from_dict({"near_threshold": 0})
 
 

@@ -2,6 +2,7 @@
 position in the file, big records pass, and input = kept + rejected + duplicates every time."""
 from __future__ import annotations
 
+import codecs
 import gzip
 import json
 from pathlib import Path
@@ -16,6 +17,7 @@ from llmrunner.udatasets.__main__ import main
 from llmrunner.udatasets.adapters import builtin_adapter
 from llmrunner.udatasets.core import clean_documents
 from llmrunner.udatasets.shard import RecordRules
+from tests.udatasets.test_jsonl import run_unable_to_read
 
 BIG = "word " * 1_000_000  # a 5 MB record
 BIG_CLEAN = BIG.rstrip()  # as kept: cleaning strips the text's trailing whitespace
@@ -68,10 +70,67 @@ def test_jsonl_plain_gzip_zstd(tmp_path, name, compress):
 
 
 def test_damaged_zstd_is_a_stage_error_naming_the_file(tmp_path):
-    path = tmp_path / "cut.jsonl.zst"
+    path = tmp_path / "bad.jsonl.zst"
     path.write_bytes(zstandard.ZstdCompressor().compress(b'{"text": "a"}\n' * 1000)[:-5] + b"\x00" * 9)
-    with pytest.raises(StageError, match="cut.jsonl.zst is a damaged zstd file"):
+    with pytest.raises(StageError, match="bad.jsonl.zst is a damaged zstd file"):
         clean(tmp_path, [path])
+
+
+def write_20000(path: Path) -> None:
+    texts = [f"record number {i}" for i in range(20_000)]
+    if path.name.endswith(".parquet"):
+        pq.write_table(pa.table({"text": texts}), path)
+        return
+    data = "".join(json.dumps({"text": t}) + "\n" for t in texts).encode()
+    path.write_bytes(gzip.compress(data, mtime=0) if path.name.endswith(".gz")
+                     else zstandard.ZstdCompressor().compress(data))
+
+
+@pytest.mark.parametrize("name, error", [
+    ("d.jsonl.gz", r"d.jsonl.gz: the gzip stream ends early \(truncated or damaged file\) after \d+ lines; "
+                   "re-copy or re-compress it"),
+    ("d.jsonl.zst", r"d.jsonl.zst: the zstd stream ends early \(truncated or damaged file\) after \d+ lines; "
+                    "re-copy or re-compress it"),
+    ("d.parquet", "d.parquet is not a readable parquet file"),  # the row index is at the end: never silent
+])
+def test_compressed_file_cut_at_60_percent_stops_the_step_naming_it(tmp_path, name, error):
+    full = tmp_path / "full" / name
+    full.parent.mkdir()
+    write_20000(full)
+    assert clean(tmp_path, [full])[0]["input"] == 20_000
+    cut = tmp_path / name
+    cut.write_bytes(full.read_bytes()[:full.stat().st_size * 6 // 10])
+    with pytest.raises(StageError, match=error):
+        clean(tmp_path, [cut])
+
+
+BOM_JSONL = codecs.BOM_UTF8 + b'{"text": "one"}\n{"text": "two"}\n'
+
+
+@pytest.mark.parametrize("name, content, texts", [
+    ("d.jsonl", BOM_JSONL, ["one", "two"]),
+    ("d.jsonl.gz", gzip.compress(BOM_JSONL), ["one", "two"]),
+    ("d.jsonl.zst", zstandard.ZstdCompressor().compress(BOM_JSONL), ["one", "two"]),
+    ("d.json", codecs.BOM_UTF8 + b'[{"text": "one"}, {"text": "two"}]', ["one", "two"]),
+    ("d.txt", codecs.BOM_UTF8 + b"one", ["one"]),
+])
+def test_a_byte_order_mark_costs_no_record(tmp_path, name, content, texts):
+    path = tmp_path / name
+    path.write_bytes(content)
+    stats, kept, rejects = clean(tmp_path, [path])
+    assert rejects == [] and [r["text"] for r in kept] == texts and stats["input"] == len(texts)
+
+
+@pytest.mark.parametrize("name", ["d.jsonl.zst", "d.csv", "d.parquet"])
+def test_cli_names_an_unreadable_raw_file(tmp_path, name):
+    path = tmp_path / "raw" / name
+    path.parent.mkdir()
+    path.write_text("text\nhello\n") if name.endswith(".csv") else write_20000(path)
+    result = run_unable_to_read(["-m", "llmrunner.udatasets", "--kind", "cpt", "--input", str(path.parent),
+                                 "--out", str(tmp_path / "out/d.jsonl")], path)
+    assert result.returncode == 1, result.stderr
+    assert f"{path}: permission denied; make it readable by the user running the workflow" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 JSON_ELEMENTS = [

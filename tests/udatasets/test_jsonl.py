@@ -1,12 +1,38 @@
-"""llmrunner.jsonl: streaming reads of .jsonl / .jsonl.gz, per-line decoding, data-file listing."""
+"""llmrunner.jsonl: streaming reads of .jsonl / .jsonl.gz / .jsonl.zst, per-line decoding, data-file
+listing, and the errors for files that end early or cannot be read."""
 from __future__ import annotations
 
+import codecs
 import gzip
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+import zstandard
 
 from llmrunner.errors import StageError
-from llmrunner.jsonl import iter_lines, iter_records, list_data_files, resolve_inputs
+from llmrunner.jsonl import file_problem, iter_lines, iter_records, list_data_files, open_binary, resolve_inputs
+from tests.paths import REPO
+
+RECORDS = b"".join(b'{"text": "record %d"}\n' % i for i in range(20_000))
+COMPRESS = {"gz": lambda b: gzip.compress(b, mtime=0), "zst": lambda b: zstandard.ZstdCompressor().compress(b)}
+
+
+def run_unable_to_read(args: list[str], path: Path) -> subprocess.CompletedProcess:
+    """Run `python ARGS` in the repository with `path` unreadable to it: mode 000, and as root (who reads
+    anything) without the capabilities that let root ignore file permissions, so it is refused for real."""
+    path.chmod(0)
+    drop = []
+    if os.geteuid() == 0:
+        if not shutil.which("setpriv"):
+            pytest.skip("running as root without setpriv (util-linux): cannot make a file unreadable")
+        drop = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+    return subprocess.run([*drop, sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=120)
 
 
 def test_iter_lines_survives_bad_bytes_in_gzip(tmp_path):
@@ -17,11 +43,30 @@ def test_iter_lines_survives_bad_bytes_in_gzip(tmp_path):
     assert lines[0].text == '{"a": 1}' and lines[1].text == "\\xc3("
 
 
-def test_damaged_gzip_is_a_stage_error_naming_the_file(tmp_path):
-    path = tmp_path / "cut.jsonl.gz"
-    path.write_bytes(gzip.compress(b'{"a": 1}\n' * 1000)[:-20])
-    with pytest.raises(StageError, match="cut.jsonl.gz is a damaged gzip file"):
+def test_zstd_reads_every_frame_and_skips_skippable_ones(tmp_path):
+    # pzstd and `cat a.zst b.zst` write several frames; pzstd puts a skippable frame before each.
+    compress = zstandard.ZstdCompressor().compress
+    skippable = struct.pack("<II", 0x184D2A50, 4) + b"size"
+    path = tmp_path / "frames.jsonl.zst"
+    path.write_bytes(skippable + compress(RECORDS[:100_000]) + skippable + compress(RECORDS[100_000:]))
+    assert sum(1 for _ in iter_records(path)) == 20_000
+    path.write_bytes(path.read_bytes()[:-10])  # the last frame cut short
+    with pytest.raises(StageError, match="frames.jsonl.zst: the zstd stream ends early"):
         list(iter_lines(path))
+
+
+def test_damaged_gzip_is_a_stage_error_naming_the_file(tmp_path):
+    path = tmp_path / "bad.jsonl.gz"
+    path.write_bytes(b"not gzip at all\n")
+    with pytest.raises(StageError, match="bad.jsonl.gz is a damaged gzip file"):
+        list(iter_lines(path))
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz", ".zst"])
+def test_byte_order_mark_does_not_cost_the_first_record(tmp_path, suffix):
+    path = tmp_path / f"bom.jsonl{suffix}"
+    path.write_bytes(COMPRESS.get(suffix[1:], lambda b: b)(codecs.BOM_UTF8 + b'{"a": 1}\n{"b": "\xef\xbb\xbf"}\n'))
+    assert list(iter_records(path)) == [(1, {"a": 1}), (2, {"b": "\ufeff"})]  # only the one at the start goes
 
 
 def test_iter_records_names_file_and_line(tmp_path):
@@ -45,3 +90,24 @@ def test_list_data_files_is_sorted_and_explains_an_empty_folder(tmp_path):
     with pytest.raises(StageError, match="does not exist"):
         resolve_inputs(tmp_path / "missing.jsonl")
     assert resolve_inputs(tmp_path / "a.jsonl") == [tmp_path / "a.jsonl"]
+
+
+def test_what_is_not_a_regular_file_is_named_not_skipped_or_waited_on(tmp_path):
+    os.mkfifo(tmp_path / "pipe.jsonl")
+    (tmp_path / "gone.jsonl").symlink_to(tmp_path / "elsewhere.jsonl")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(tmp_path / "sock.jsonl"))  # the socket file stays after the socket closes
+    not_regular = ", not a regular file; give a file"
+    assert file_problem(tmp_path / "pipe.jsonl") == f"{tmp_path}/pipe.jsonl is a FIFO{not_regular}"
+    assert file_problem(tmp_path / "sock.jsonl") == f"{tmp_path}/sock.jsonl is a socket{not_regular}"
+    assert file_problem("/dev/null") == f"/dev/null is a character device{not_regular}"
+    assert file_problem(tmp_path) == f"{tmp_path} is a folder{not_regular}"
+    assert "gone.jsonl does not exist (a link to" in file_problem(tmp_path / "gone.jsonl")
+    # A folder of data files: the FIFO is reported (opening it would wait forever), not left out.
+    assert [p.name for p in list_data_files(tmp_path)] == ["gone.jsonl", "pipe.jsonl", "sock.jsonl"]
+    with pytest.raises(StageError, match="pipe.jsonl is a FIFO, not a regular file; give a file"):
+        list(iter_lines(tmp_path / "pipe.jsonl"))
+    with pytest.raises(StageError, match="input .*pipe.jsonl is a FIFO"):
+        resolve_inputs(tmp_path / "pipe.jsonl")
+    with pytest.raises(StageError, match="gone.jsonl does not exist"):
+        open_binary(tmp_path / "gone.jsonl")

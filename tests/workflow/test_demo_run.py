@@ -79,13 +79,45 @@ def test_eval_results_for_every_stage(demo_run):
     assert bpb["cpt"] < bpb["base"], bpb  # CPT on the same domain lowers held-out bits per byte
 
 
-def test_reports(demo_run):
+def table_rows(markdown: str, heading: str) -> list[list[str]]:
+    """The cells of the first table after `heading` (header and separator rows left out)."""
+    lines = markdown.split(heading, 1)[1].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split(" | ")])
+    return rows
+
+
+def test_reports_show_the_numbers_of_every_stage(demo_run):
+    """The numbers a user reads in report.md and compare.md are those in the stages' stats and results."""
+    from llmrunner.report.core import fmt
+
     report = (demo_run / "reports/report.md").read_text()
-    for section in ("udatasets", "tokeniz", "train", "eval"):
-        assert section in report.lower()
+    data = {(r[0], r[1]): r for r in table_rows(report, "## Data cleaning")}
+    for kind, dataset in (("cpt", "demo_text"), ("sft", "wordnet_chat")):
+        stats = json.loads((demo_run / f"data/processed/{kind}/{dataset}.stats.json").read_text())
+        row = data[(kind, dataset)]
+        assert row[2:5] == [fmt(stats["input"]), fmt(stats["kept"]), fmt(sum(stats["rejected"].values()))], row
+        assert row[8] == fmt(stats["augmented"])
+    tokens = json.loads((demo_run / "data/tokenized/cpt/demo_text.stats.json").read_text())
+    assert table_rows(report, "## Tokenization")[0] == ["demo_text", fmt(tokens["documents"]), fmt(tokens["tokens"]),
+                                                         fmt(tokens["empty"])]
+    training = {r[0]: r for r in table_rows(report, "## Training")}
+    for stage in ("cpt", "sft"):
+        losses = [m["loss"] for m in read_jsonl(demo_run / f"model/{stage}_checkpoints/logs/metrics.jsonl")
+                  if "loss" in m]
+        assert training[stage][3] == fmt(losses[-1])
+    evals = {(r[0], r[1]): r for r in table_rows(report, "## Evaluation")}
+    compare = {(r[0], r[1]): r for r in table_rows((demo_run.parents[1] / "reports/compare.md").read_text(), "# ")}
+    for i, stage in enumerate(("base", "cpt", "sft")):
+        bpb = json.loads((demo_run / f"reports/eval/{stage}/results.json").read_text())["tasks"]["heldout_ppl"][
+            "bits_per_byte"]
+        assert evals[("heldout_ppl", "bits_per_byte ↓")][2 + i].split(" ± ")[0] == fmt(bpb)
+        assert fmt(bpb) in [cell.split(" ± ")[0] for cell in compare[("demo", stage)]]
     assert (demo_run / "reports/loss.png").stat().st_size > 1000
-    compare = (demo_run.parents[1] / "reports/compare.md").read_text()
-    assert "demo" in compare
 
 
 def test_second_run_has_nothing_to_do(demo_run, demo_workdir):

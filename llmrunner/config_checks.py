@@ -1,0 +1,174 @@
+"""Checks an experiment's config must pass before any job starts, beyond its schemas: every stage's
+settings built (their cross-field rules), rules across steps, and inputs that must exist on disk.
+
+Each check returns problems (lines naming the file, the key and the fix); llmrunner.config gathers
+them all and raises once.
+"""
+from __future__ import annotations
+
+import difflib
+import glob
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from llmrunner.convert.settings import PLACEHOLDERS, ConvertSettings, command_problems
+from llmrunner.errors import ConfigError
+from llmrunner.eval.settings import EvalSettings
+from llmrunner.jsonl import file_problem
+from llmrunner.tokenize.settings import TokenizeCptSettings, TokenizeSftSettings
+from llmrunner.train.settings import TrainSettings
+from llmrunner.udatasets.settings import UdatasetsSettings
+
+if TYPE_CHECKING:
+    from llmrunner.config import Experiment
+
+# Each step's settings class (udatasets: one per dataset, built with the dataset's keys).
+STAGE_SETTINGS = {"tokenize_cpt": TokenizeCptSettings, "tokenize_sft": TokenizeSftSettings,
+                  "train_cpt": TrainSettings, "train_sft": TrainSettings,
+                  "hf2mg": ConvertSettings, "mg2hf": ConvertSettings, "eval": EvalSettings}
+ENV_REFERENCE = "${env:"
+
+
+def stage_settings_problems(exp: Experiment) -> list[str]:
+    """Build every enabled step's settings as its job will, so their cross-field rules stop the run now."""
+    problems = []
+    for step, cls in STAGE_SETTINGS.items():
+        if not exp.enabled(step):
+            continue
+        try:
+            cls.from_dict(exp.steps[step])
+        except ConfigError as err:
+            problems.append(f"{exp.step_file(step)}: {err}")
+            continue
+        if step in PLACEHOLDERS and exp.steps[step]["command"] is not None:  # the step's own placeholders
+            problems += [f"{exp.step_file(step)}: {p}" for p in command_problems(exp.steps[step]["command"],
+                                                                                  PLACEHOLDERS[step])]
+    if exp.enabled("udatasets"):
+        try:  # the step's own keys first: a problem there is reported once, not once per dataset
+            UdatasetsSettings.from_dict(exp.steps["udatasets"])
+        except ConfigError as err:
+            return problems + [f"{exp.step_file('udatasets')}: {err}"]
+        for kind in ("cpt", "sft"):
+            for name, spec in exp.datasets(kind).items():
+                values = {**exp.steps["udatasets"], **{k: v for k, v in spec.items() if k != "sources"}}
+                try:
+                    UdatasetsSettings.from_dict(values).adapter_for(kind)
+                except ConfigError as err:
+                    problems.append(f"{exp.step_file('udatasets')} with data.{kind}.{name}: {err}")
+    return list(dict.fromkeys(problems))  # train_cpt and train_sft may repeat one problem of a shared file
+
+
+def cross_step_problems(exp: Experiment, context_length: int | None) -> list[str]:
+    """Rules between steps: SFT sequences within tokenize_sft's cap, lengths within the model's context."""
+    problems = []
+    if exp.enabled("train_sft") and exp.enabled("tokenize_sft"):
+        seq_length, cap = exp.steps["train_sft"]["seq_length"], exp.steps["tokenize_sft"]["max_tokens"]
+        if seq_length > cap:
+            problems.append(f"{exp.step_file('train_sft')}: seq_length {seq_length} is above tokenize_sft's "
+                            f"max_tokens {cap} ({exp.step_file('tokenize_sft')}), which already cut every "
+                            f"conversation to {cap} tokens: raise max_tokens to at least {seq_length}, or lower "
+                            "seq_length")
+    if context_length is None:
+        return problems
+    for step in ("train_cpt", "train_sft"):
+        seq_length = exp.steps[step]["seq_length"]
+        if exp.enabled(step) and seq_length > context_length:
+            problems.append(f"{exp.step_file(step)}: seq_length {seq_length} is above the base model's "
+                            f"max_position_embeddings {context_length}: lower it to {context_length} or less")
+    max_length = exp.steps["eval"]["max_length"]
+    if exp.enabled("eval") and max_length > context_length:
+        problems.append(f"{exp.step_file('eval')}: max_length {max_length} is above the base model's "
+                        f"max_position_embeddings {context_length}: lower it to {context_length} or less")
+    return problems
+
+
+def hf_context_length(model_dir: str) -> int | None:
+    """max_position_embeddings from an HF model folder's config.json (None when it does not say)."""
+    try:
+        value = json.loads((Path(model_dir) / "config.json").read_text()).get("max_position_embeddings")
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, int) else None
+
+
+def unknown_step_files(steps_dir: Path, step_files: dict[str, str]) -> list[str]:
+    """Files in steps/ that are not step files: a misspelt name would otherwise run the defaults silently."""
+    if not steps_dir.is_dir():
+        return []
+    known = set(step_files.values())
+    problems = []
+    for path in sorted(steps_dir.iterdir()):
+        if path.name in known:
+            continue
+        expected = _closest_step_file(path.name, step_files)
+        problems.append(f"{path}: not a step file, so it would be ignored; rename it to {expected}"
+                        if expected else
+                        f"{path}: not a step file (step files: {', '.join(step_files.values())}); rename or "
+                        "remove it")
+    return problems
+
+
+def _closest_step_file(name: str, step_files: dict[str, str]) -> str | None:
+    """The step file `name` was meant to be: same label number, or a close spelling of the step."""
+    by_number = [f for f in step_files.values() if f.split(".", 1)[0] == name.split(".", 1)[0]]
+    if by_number:
+        return by_number[0]
+    close = difflib.get_close_matches(name, list(step_files.values()), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def source_problems(exp: Experiment, pipeline_file: Path) -> list[str]:
+    """Every dataset's sources (each a file, or a glob of files) exist and are regular files this user can read;
+    a custom adapter's file exists."""
+    problems = []
+    for kind in ("cpt", "sft"):
+        for name, spec in exp.datasets(kind).items():
+            key = f"{pipeline_file}: data.{kind}.{name}"
+            if spec["adapter"] == "custom":
+                adapter_file = spec["adapter_function"].rpartition(":")[0]
+                if not os.path.isfile(adapter_file):
+                    problems.append(f"{key}.adapter_function: the file '{adapter_file}' does not exist (paths are "
+                                    f"relative to {os.getcwd()}); set it to 'path/to/file.py:function'")
+            for pattern in spec["sources"]:
+                if glob.has_magic(pattern):
+                    matches = glob.glob(pattern)
+                    if not matches:
+                        problems.append(f"{key}.sources: '{pattern}' matches no file")
+                    problems += [f"{key}.sources: {p}" for m in sorted(matches) if (p := _file_problem(m))]
+                elif problem := _file_problem(pattern):
+                    problems.append(f"{key}.sources: {problem}")
+    return problems
+
+
+def _file_problem(path: str) -> str | None:
+    """Why `path` cannot be a source (the same words prepare and udatasets use), or None."""
+    problem = file_problem(path)
+    if problem and " does not exist" in problem:
+        return f"{problem} (paths are relative to {os.getcwd()})"
+    return problem
+
+
+def command_files_problems(exp: Experiment) -> list[str]:
+    """An external converter's command_files must exist: they become the job's inputs."""
+    return [f"{exp.step_file(step)}: command_files: '{path}' is not a file (paths are relative to {os.getcwd()}); "
+            "list the files the command reads, e.g. its script"
+            for step in ("hf2mg", "mg2hf") if exp.enabled(step)
+            for path in exp.steps[step]["command_files"] if not os.path.isfile(path)]
+
+
+def env_in_command_warnings(raw_steps: dict[str, tuple[Path, dict]]) -> list[str]:
+    """`${env:VAR}` in a converter's `command` puts the variable's value into the job's params: the shell
+    command Snakemake prints, .snakemake/metadata and convert_command.json (and a changed value reruns the
+    step). Say so; the shell's own `$VAR` in the command keeps it out."""
+    warnings = []
+    for step in ("hf2mg", "mg2hf"):
+        path, data = raw_steps[step]
+        command = data.get("command")
+        if isinstance(command, str) and ENV_REFERENCE in command:
+            warnings.append(f"{path}: `command` uses ${{env:...}}: its value becomes part of the job's params (printed "
+                            "with the shell command, stored in .snakemake/metadata and convert_command.json, and a "
+                            "changed value reruns the step). For a secret write the shell's $VAR instead, e.g. "
+                            "`--token \"$HF_TOKEN\"`.")
+    return warnings

@@ -1,0 +1,85 @@
+"""Reruns a user relies on, on a copy of the finished demo: a copied checkout has nothing to do, no absolute
+path reaches a rule, and a job killed after a config change is redone with everything after it."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.demo import planned_jobs, snakemake
+from tests.paths import REPO
+
+pytestmark = pytest.mark.workflow
+EXPERIMENT = ("--config", "experiments=[demo]")
+
+
+@pytest.fixture(scope="module")
+def copied_demo(demo_run: Path, demo_workdir: Path, tmp_path_factory) -> Path:
+    """The finished demo's working directory copied elsewhere (config, datapool, .snakemake), file times kept."""
+    copy = tmp_path_factory.mktemp("moved") / "checkout"
+    shutil.copytree(demo_workdir, copy, symlinks=True)
+    return copy
+
+
+def test_a_copied_checkout_has_nothing_to_do(copied_demo: Path):
+    proc = snakemake(copied_demo, "-n", *EXPERIMENT)
+    assert planned_jobs(proc) == {}, proc.stdout + proc.stderr
+
+
+def test_no_absolute_path_in_inputs_outputs_or_commands(demo_run: Path, demo_workdir: Path):
+    """What Snakemake records per output (inputs, shell command with the params) names no folder of this machine."""
+    summary = snakemake(demo_workdir, "--detailed-summary", *EXPERIMENT).stdout
+    rows = [line for line in summary.splitlines() if line.startswith(("datapool/", "/"))]
+    assert len(rows) > 20
+    for row in rows:
+        for folder in (str(demo_workdir), str(REPO), str(Path.home())):
+            assert folder not in row, row
+
+
+def _jobs_of(snakemake_proc: subprocess.Popen, module: str) -> list[int]:
+    """Processes running `python -m <module>` under the given Snakemake process's working directory."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == snakemake_proc.pid:
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if b"-m" in cmdline and module.encode() in cmdline and cwd == str(snakemake_proc.args[-1]):
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_killed_job_is_redone_with_everything_after_it(copied_demo: Path):
+    """The issue's reproduction: a config change, the tokenize job killed with SIGKILL mid-run (Snakemake
+    deletes its outputs), then `snakemake -n` must plan that job again and everything downstream — not
+    "Nothing to be done" because the older checkpoints, models and reports still exist."""
+    step = copied_demo / "config/experiments/demo/steps/2.tokenize_cpt.yaml"
+    step.write_text(yaml.safe_dump({**(yaml.safe_load(step.read_text()) or {}), "append_eod": False}))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2", *EXPERIMENT,
+           "-d", str(copied_demo)]
+    run = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    deadline, killed = time.monotonic() + 120, []
+    while not killed and run.poll() is None and time.monotonic() < deadline:
+        for pid in _jobs_of(run, "llmrunner.tokenize"):
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        time.sleep(0.02)
+    output = run.communicate(timeout=300)[0]
+    assert killed, f"the tokenize job was not seen running:\n{output[-3000:]}"
+    assert run.returncode != 0
+    assert not (copied_demo / "datapool/experiments/demo/data/tokenized/cpt/demo_text_text_document.bin").exists()
+
+    jobs = planned_jobs(snakemake(copied_demo, "-n", *EXPERIMENT))
+    assert jobs == {"tokenize_cpt_dataset": 1, "train_run": 2, "mg2hf_stage": 2, "eval_stage": 2,
+                    "report_experiment": 1, "report_compare": 1, "all": 1}
