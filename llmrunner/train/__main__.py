@@ -4,8 +4,9 @@
 With several processes per node (`nproc_per_node` > 1, or a SLURM job with several GPUs on the node)
 the command replaces itself by torchrun running the same command in that many processes; in a SLURM
 job over several nodes, by srun starting one torchrun per node (llmrunner/train/launch.py). Under
-torchrun already (LOCAL_RANK set) it is one of those processes. Entry code stays under the __main__
-guard: dist_checkpointing's writer spawns processes that re-import this module.
+torchrun already (LOCAL_RANK set) it is one of those processes. The command locks the --save folder
+for the whole run (folder_lock.py): a second trainer there stops at once. Entry code stays under the
+__main__ guard: dist_checkpointing's writer spawns processes that re-import this module.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import torch
 from llmrunner.cli import parse_settings, run_main
 from llmrunner.megatron import cpu_compat
 from llmrunner.megatron.parallel import destroy_distributed
+from llmrunner.train import folder_lock, run_state
 from llmrunner.train.launch import (
     TimeLimitStop,
     exec_launch,
@@ -59,7 +61,14 @@ def main(argv: list[str] | None = None) -> None:
     nproc = processes_per_node(settings.nproc_per_node, os.environ)
     export_stop_time(settings.stop_before_time_limit)  # before launching: every process inherits it
     launch = launch_command(argv, nproc, os.environ, nodes=job_nodes, address=node_address)
+    if "LOCAL_RANK" in os.environ:  # a torchrun worker: its launcher checked the folder, this one shares it
+        folder_lock.share(args.save)
+    else:
+        folder_lock.hold(args.save, [sys.executable, "-m", "llmrunner.train", *argv], launching=bool(launch))
     if launch:
+        # Hash the inputs and ready the folder here, once, where no rank waits on a collective with a timeout
+        # meanwhile; rank 0 then finds the decision made and the hashes recorded.
+        run_state.prepare(args.kind, args.init, args.data, args.save, settings.fingerprint())
         exec_launch(launch)
     stop = TimeLimitStop.from_env()
     stop.install()  # SIGUSR2 / SIGTERM: checkpoint after the current step, then exit non-zero

@@ -36,21 +36,21 @@ def _barrier() -> None:
 
 def _start_run(kind: str, init_dir: Path, prefixes: list[str], save_dir: Path, s: TrainSettings,
                rank: int) -> int | None:
-    """Resume iteration (None: fresh start, folder cleared and run_config.json written)."""
-    if save_dir.resolve() == init_dir.resolve():
-        raise StageError(f"--save {save_dir} is the --init checkpoint; training writes a new folder")
-    files = data.data_files(prefixes, kind)
-    fingerprint = run_state.run_fingerprint(kind, s.fingerprint(), init_dir, files)
-    resume, why = run_state.decide_start(save_dir, fingerprint)
-    _barrier()  # every rank has read the folder before rank 0 changes it
+    """Resume iteration (None: fresh start, folder cleared and run_config.json written), decided by rank 0.
+
+    Launched by our entry point, the launcher has decided already (run_state.prepare before starting the
+    ranks) and recorded the input hashes, so rank 0 comes to the same decision without reading the inputs.
+    """
+    decided: list = [None, ""]  # resume iteration, error message
     if rank == 0:
-        if resume is None:
-            log.info("fresh start in %s: %s", save_dir, "; ".join(why[:5]) + (" ..." if len(why) > 5 else ""))
-            run_state.reset_folder(save_dir, fingerprint)
-        else:
-            log.info("resuming %s from iteration %d (same settings, init checkpoint and data)", save_dir, resume)
-    _barrier()
-    return resume
+        try:
+            decided[0] = run_state.prepare(kind, init_dir, prefixes, save_dir, s.fingerprint())
+        except StageError as err:
+            decided[1] = str(err)
+    torch.distributed.broadcast_object_list(decided, src=0)  # also: no rank reads the folder before it is ready
+    if decided[1]:
+        raise StageError(decided[1])
+    return decided[0]
 
 
 def _build_datasets(kind: str, prefixes: list[str], save_dir: Path, shape: ModelShape, s: TrainSettings):

@@ -47,7 +47,8 @@ def assert_same_scalars(tensorboard: dict, jsonl: dict, skip: tuple[str, ...] = 
 
 def start_training(init: Path, data: Path, save: Path, settings: dict = CPT_SETTINGS) -> subprocess.Popen:
     """A CPT run (CPT_SETTINGS unless given) in the background, in its own session (a kill of the group takes
-    the checkpoint writer's helpers too, as a scheduler's does)."""
+    the checkpoint writer's helpers too, as a scheduler's does; not torchrun's workers, each in a session of
+    its own)."""
     cmd = [sys.executable, "-m", "llmrunner.train", "cpt", "--init", str(init), "--data", str(data),
            "--save", str(save), "--done", str(save / "complete.json"), "--settings", json.dumps(settings)]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,

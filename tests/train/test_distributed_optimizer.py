@@ -76,6 +76,6 @@ def test_stopped_sharded_run_resumes_to_identical_weights(sharded_run: Path, ini
 
 
 def test_setting_must_be_a_boolean() -> None:
-    with pytest.raises(ConfigError, match="`use_distributed_optimizer` must be true or false, got 'yes'"):
+    with pytest.raises(ConfigError, match="key 'use_distributed_optimizer': 'yes' is not of type 'boolean'"):
         TrainSettings.from_dict({"use_distributed_optimizer": "yes"})
     assert "use_distributed_optimizer" in TrainSettings.from_dict({}).fingerprint()  # a change starts fresh

@@ -5,10 +5,14 @@ import json
 import os
 import shutil
 import signal
+import socket
 from pathlib import Path
 
+import psutil
 import pytest
 
+from llmrunner.indexed import INDEX_HEADER
+from tests.megatron.fixtures import run_stage
 from tests.train.conftest import CPT_SETTINGS, train
 from tests.train.runs import (
     assert_same_run,
@@ -56,19 +60,91 @@ def test_cpt_writes_the_checkpoint_contract(cpt_run: Path, init_ckpt: Path) -> N
     assert "settings" in json.loads((cpt_run / "run_config.json").read_text())["fingerprint"]
 
 
-def test_resume_after_a_crash_gives_identical_weights(cpt_run: Path, init_ckpt: Path, cpt_data: Path,
-                                                      tmp_path: Path) -> None:
+def test_a_second_trainer_stops_at_once_and_a_crashed_one_resumes_with_identical_weights(
+        cpt_run: Path, init_ckpt: Path, cpt_data: Path, tmp_path: Path) -> None:
     save = tmp_path / "ckpt"
     proc = start_training(init_ckpt, cpt_data, save)
     wait_for(save / "latest_checkpointed_iteration.txt", proc)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    # What `snakemake --unlock` and a rerun do while the killed Snakemake's trainer runs on. The first one is
+    # frozen meanwhile: it holds the folder, and cannot finish before the second one asks for it.
+    os.killpg(proc.pid, signal.SIGSTOP)
+    try:
+        second = train("cpt", init_ckpt, [cpt_data], save, CPT_SETTINGS, check=False)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # a crash: no checkpoint at exit, no lock released by hand
+        proc.wait()
+    assert second.returncode == 1
+    assert (f"training is already running in {save}: pid {proc.pid} on host {socket.gethostname()} since "
+            in second.stderr) and "llmrunner.train cpt --init" in second.stderr
+    assert "wait for it or kill it, then rerun" in second.stderr and "fresh start" not in second.stderr
     stopped_at = int((save / "latest_checkpointed_iteration.txt").read_text())
     assert stopped_at < 30 and not (save / "complete.json").exists(), "the run ended before it could be killed"
 
     result = train("cpt", init_ckpt, [cpt_data], save, CPT_SETTINGS)  # same threads: they change the last bits
     assert f"resuming {save} from iteration {stopped_at}" in result.stderr
     assert_same_run(cpt_run, save)
+
+
+def test_torchrun_workers_hold_the_folder_even_after_their_launcher_is_killed(init_ckpt: Path, cpt_data: Path,
+                                                                              tmp_path: Path) -> None:
+    # nproc_per_node 2: the command execs torchrun (same process id), which starts each rank in a session of its
+    # own; a run far longer than the test, which ends it
+    save = tmp_path / "ckpt"
+    settings = {**CPT_SETTINGS, "nproc_per_node": 2, "threads": 1, "train_iters": 100_000, "save_interval": 100_000,
+                "eval_interval": 0}
+    proc = start_training(init_ckpt, cpt_data, save, settings)
+    workers: list[psutil.Process] = []
+    try:
+        wait_for(save / "logs" / "metrics.jsonl", proc, nonempty=True)  # the ranks train
+        workers = psutil.Process(proc.pid).children(recursive=True)
+        second = train("cpt", init_ckpt, [cpt_data], save, CPT_SETTINGS, check=False)
+        assert second.returncode == 1 and f"training is already running in {save}: pid {proc.pid} " in second.stderr
+        os.kill(proc.pid, signal.SIGKILL)  # torchrun alone: its workers train on
+        proc.wait()
+        assert any(w.is_running() for w in workers)
+        third = train("cpt", init_ckpt, [cpt_data], save, CPT_SETTINGS, check=False)
+        assert third.returncode == 1
+        assert f"pid {proc.pid} has ended, but training processes it started hold the lock still" in third.stderr
+    finally:
+        proc.kill()
+        for worker in workers:
+            if worker.is_running():
+                worker.kill()
+
+
+def rewrite_same_bytes(src: Path, dst: Path) -> None:
+    """What a forced rerun of tokenize does: the same bytes in new files (new modification times)."""
+    dst.mkdir(parents=True)
+    for f in src.iterdir():
+        shutil.copyfile(f, dst / f.name)
+
+
+def test_inputs_rewritten_with_the_same_bytes_resume_and_a_changed_index_starts_fresh(
+        cpt_run: Path, init_ckpt: Path, cpt_data: Path, tmp_path: Path) -> None:
+    save = tmp_path / "ckpt"
+    shutil.copytree(cpt_run, save)
+    # A forced hf2mg of the same model (its checkpoint index gets a new save id and path) and the data
+    # re-tokenized to the same bytes, both in another folder, as in a moved datapool.
+    init = tmp_path / "mg"
+    run_stage("convert", "hf2mg", "--hf", init_ckpt.parent / "hf", "--out", init, settings={})
+    data_dir = tmp_path / cpt_data.parent.name
+    rewrite_same_bytes(cpt_data.parent, data_dir)
+    data = data_dir / cpt_data.name
+    result = train("cpt", init, [data], save, CPT_SETTINGS)
+    assert f"resuming {save} from iteration 30" in result.stderr and "hashed" in result.stderr
+    again = train("cpt", init, [data], save, CPT_SETTINGS)
+    assert f"resuming {save} from iteration 30" in again.stderr
+    assert "hashed" not in again.stderr, "a resume on unchanged files must not read them again"
+
+    # The first document one token shorter: the low byte of the first document length, after the header.
+    index = data_dir / f"{cpt_data.name}_text_document.idx"
+    raw = bytearray(index.read_bytes())
+    raw[len(INDEX_HEADER) + 25] -= 1
+    index.write_bytes(bytes(raw))
+    changed = train("cpt", init, [data], save, CPT_SETTINGS)
+    fresh = next(line for line in changed.stderr.splitlines() if "fresh start" in line)
+    assert fresh.endswith(f"fresh start in {save}: data.{data_dir.name}/{index.name}: content changed"), fresh
+    assert json.loads((save / "complete.json").read_text())["iteration"] == 30
 
 
 def test_wall_time_signal_saves_and_exits_for_a_rerun(cpt_run: Path, init_ckpt: Path, cpt_data: Path,
