@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 from llmrunner.config import EXPERIMENT_NAME, EXPERIMENTS_DIR, load_run_config, load_yaml
-from llmrunner.schemas import REPO_ROOT
 from llmrunner.errors import ConfigError
+from llmrunner.schemas import REPO_ROOT
 
 
 def experiment_from_pipeline(pipeline: str | Path) -> str:

@@ -93,18 +93,28 @@ class IndexedDatasetWriter:
         self.bin_file = open(self.bin_path, "wb")
         self.sequence_lengths = array("q")
         self.document_indices = array("q", [0])
+        self.open_length = 0  # ids written of a document whose last piece has not come yet
+        self.open_document = False
 
-    def add_documents(self, documents: Sequence[Sequence[int]]) -> None:
-        """Append documents, each one sequence of ids (none when empty), with one write to the .bin."""
+    def add_documents(self, documents: Sequence[Sequence[int]], ends: Sequence[bool] | None = None) -> None:
+        """Append documents, each one sequence of ids (none when empty), with one write to the .bin. With
+        `ends`, an entry whose flag is False is a piece of a document that the next entry continues (here
+        or in the next call): the pieces form the document's one sequence, so it can be written as it is
+        encoded."""
         lengths = [len(ids) for ids in documents]
         flat = np.fromiter(chain.from_iterable(documents), self.dtype, sum(lengths))
         self.bin_file.write(flat.tobytes())
         count = len(self.sequence_lengths)
-        for length in lengths:
-            if length:
-                self.sequence_lengths.append(length)
+        for length, end in zip(lengths, ends or [True] * len(lengths)):
+            self.open_length += length
+            self.open_document = not end
+            if not end:
+                continue
+            if self.open_length:
+                self.sequence_lengths.append(self.open_length)
                 count += 1
             self.document_indices.append(count)
+            self.open_length = 0
 
     def add_dataset(self, prefix: str | Path) -> None:
         """Append every document of another indexed dataset of the same dtype (megatron-core's add_index)."""
@@ -121,6 +131,8 @@ class IndexedDatasetWriter:
     def close(self) -> None:
         """Finish the .bin and write the .idx."""
         self.bin_file.close()
+        if self.open_document:
+            raise ValueError(f"{self.bin_path}: the last document's final piece was never added")
         lengths = np.frombuffer(self.sequence_lengths, np.int64)
         pointers = np.zeros(len(lengths), np.int64)
         np.cumsum(lengths[:-1] * self.dtype.itemsize, out=pointers[1:])

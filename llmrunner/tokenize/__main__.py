@@ -22,9 +22,16 @@ from pathlib import Path
 
 from llmrunner.cli import parse_settings, run_main
 from llmrunner.jsonl import resolve_inputs
-from llmrunner.tokenize.core import CPT_SUMMED, Shard, configure_threads, merge_shards, tokenize_cpt
+from llmrunner.tokenize.core import (
+    CPT_SUMMED,
+    Shard,
+    configure_threads,
+    merge_shards,
+    require_tokens,
+    tokenize_cpt,
+)
 from llmrunner.tokenize.settings import TokenizeCptSettings, TokenizeSftSettings
-from llmrunner.tokenize.sft import SFT_SUMMED, tokenize_sft
+from llmrunner.tokenize.sft import SFT_SUMMED, require_conversations, tokenize_sft
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -48,7 +55,9 @@ def main(argv: list[str] | None = None) -> None:
     settings = settings_class.from_dict(values)
     if args.merge:
         names = ("text_document",) if args.kind == "cpt" else ("text_document", "loss_mask_document")
-        merge_shards(args.merge, args.out_prefix, names, CPT_SUMMED if args.kind == "cpt" else SFT_SUMMED)
+        stats = merge_shards(args.merge, args.out_prefix, names, CPT_SUMMED if args.kind == "cpt" else SFT_SUMMED)
+        # A shard may be empty; the merged dataset may not (the unsharded job checks itself).
+        (require_tokens if args.kind == "cpt" else require_conversations)(stats, args.out_prefix)
         return
     configure_threads(args.threads or settings.threads)
     inputs = resolve_inputs(args.input)

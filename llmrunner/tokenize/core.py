@@ -6,7 +6,9 @@ document; `add_document(ids, [len(ids)])` (an empty document still gets an entry
 sequence); the .bin dtype is uint16 when `len(tokenizer)` < 65,500, else int32. One deliberate
 difference: text that spells a special token (say "<|im_end|>" inside a document) stays literal
 text, because the backend encodes with `encode_special_tokens=True`; Megatron would turn it into
-the special token, letting data forge document and turn boundaries.
+the special token, letting data forge document and turn boundaries. A document longer than
+BATCH_CHARS is encoded in pieces whose ids, concatenated, are the whole document's (pieces.py), so
+memory stays bounded whatever a document's length.
 
 Sharding: `Shard(k, n)` selects a contiguous block of input lines (the inputs' lines counted in
 order, blank ones included): lines [k*L//n, (k+1)*L//n) of L. Shards written separately and merged
@@ -28,11 +30,13 @@ from tqdm import tqdm
 from llmrunner.errors import StageError
 from llmrunner.indexed import IndexedDatasetWriter, merge_datasets, read_index, token_dtype
 from llmrunner.jsonl import iter_lines, iter_records
+from llmrunner.tokenize.pieces import PieceEncoder
 
 log = logging.getLogger(__name__)
 
 BATCH_DOCS = 1024  # documents per encode_batch call at most (many short documents)
-BATCH_CHARS = 1 << 18  # text per call: enough for every thread; more only holds more encodings in memory
+BATCH_CHARS = 1 << 18  # text per call: enough for every thread; more only holds more encodings in memory.
+# A longer document is encoded in pieces (pieces.py).
 # Tokenizer classes whose transformers tokenizer is tokenizer.json as it is: these load with the
 # `tokenizers` library alone, without transformers' (and torch's) 3-second import.
 PLAIN_TOKENIZER_CLASSES = ("PreTrainedTokenizerFast", "TokenizersBackend")
@@ -190,13 +194,13 @@ def iter_field(inputs: list[Path], key: str, kind: type, shard: Shard = Shard())
             yield where, value
 
 
-def batched(items: Iterator, size: int, max_chars: int | None = None, text=lambda item: item) -> Iterator[list]:
-    """Lists of `size` items, or fewer once their `text` adds up to `max_chars` characters."""
+def batched(items: Iterator, size: int, max_chars: int | None = None, chars_of=len) -> Iterator[list]:
+    """Lists of `size` items, or fewer once their characters (`chars_of(item)`) add up to `max_chars`."""
     batch, chars = [], 0
     for item in items:
         batch.append(item)
         if max_chars is not None:
-            chars += len(text(item))
+            chars += chars_of(item)
         if len(batch) == size or (max_chars is not None and chars >= max_chars):
             yield batch
             batch, chars = [], 0
@@ -204,23 +208,20 @@ def batched(items: Iterator, size: int, max_chars: int | None = None, text=lambd
         yield batch
 
 
-def encoded_ahead(batches: Iterator[list[str]], encode) -> Iterator[list[list[int]]]:
-    """The token ids of each batch's texts, in order, while the next batch encodes in a thread: the Rust
-    encoder releases the GIL, so parsing the next batch and writing this one overlap it, as the
+def encoded_ahead(batches: Iterator[list], ids_of) -> Iterator[tuple[list, list[list[int]]]]:
+    """(batch, the token ids of each of its items), in order, while the next batch encodes in a thread: the
+    Rust encoder releases the GIL, so parsing the next batch and writing this one overlap it, as the
     reference's main process overlaps its pool. At most three batches are held at a time, as ids
     (the Encoding objects, several times larger, are dropped in the thread)."""
-    def ids_of(batch: list[str]) -> list[list[int]]:
-        return [encoding.ids for encoding in encode(batch, add_special_tokens=True)]
-
     with ThreadPoolExecutor(1) as pool:
         pending = None
         for batch in batches:
-            following = pool.submit(ids_of, batch)
+            following = batch, pool.submit(ids_of, batch)
             if pending is not None:
-                yield pending.result()
+                yield pending[0], pending[1].result()
             pending = following
         if pending is not None:
-            yield pending.result()
+            yield pending[0], pending[1].result()
 
 
 def tokenize_cpt(inputs: list[Path], tokenizer_dir: Path, out_prefix: Path, append_eod: bool = True,
@@ -232,31 +233,53 @@ def tokenize_cpt(inputs: list[Path], tokenizer_dir: Path, out_prefix: Path, appe
     if append_eod and eod is None:
         raise StageError(f"the tokenizer in {tokenizer_dir} has no eos_token, which CPT appends to every "
                          f"document; set eos_token in its tokenizer_config.json or set append_eod: false")
-    # encode_batch_fast skips the offsets; add_special_tokens=True is what tokenizer(text) does.
-    encode = getattr(tokenizer.backend, "encode_batch_fast", tokenizer.backend.encode_batch)
+    encoder = PieceEncoder(tokenizer.backend, BATCH_CHARS)
     dtype = token_dtype(tokenizer.vocab_size)
     documents = tokens = empty = 0
-    texts = (text for _, text in iter_field(inputs, "text", str, shard))
+    open_tokens = 0  # the tokens so far of the document whose pieces are being written
+    pieces = encoder.pieces(text for _, text in iter_field(inputs, "text", str, shard))
     with (IndexedDatasetWriter(dataset_prefix(out_prefix, "text_document"), dtype) as writer,
           tqdm(desc="tokenize cpt", unit="doc", mininterval=5) as progress):
-        for docs in encoded_ahead(batched(texts, BATCH_DOCS, BATCH_CHARS), encode):
-            if append_eod:
-                for ids in docs:
-                    if ids:
+        for batch, encoded in encoded_ahead(batched(pieces, BATCH_DOCS, BATCH_CHARS, lambda p: len(p.text)), encoder):
+            ended = 0
+            for piece, ids in zip(batch, encoded):
+                open_tokens += len(ids)
+                if piece.last:
+                    if append_eod and open_tokens:
                         ids.append(eod)
-            writer.add_documents(docs)
-            lengths = list(map(len, docs))
-            documents += len(docs)
-            tokens += sum(lengths)
-            empty += lengths.count(0)
-            progress.update(len(docs))
+                    empty += open_tokens == 0
+                    ended += 1
+                    open_tokens = 0
+            writer.add_documents(encoded, [piece.last for piece in batch])
+            documents += ended
+            tokens += sum(map(len, encoded))
+            progress.update(ended)
     stats = {"documents": documents, "tokens": tokens, "empty": empty, "append_eod": append_eod,
              "eod_id": eod, "vocab_size": tokenizer.vocab_size, "dtype": dtype.name,
              "inputs": [str(p) for p in inputs]}
     stats_path = write_stats(out_prefix, stats)
     log.info("%d documents, %d tokens (%d empty) -> %s_text_document.{bin,idx}; stats -> %s",
              documents, tokens, empty, out_prefix, stats_path)
+    if shard.count == 1:
+        require_tokens(stats, out_prefix)
     return stats
+
+
+def input_names(stats: dict, shown: int = 3) -> str:
+    """The input files of a stats record, the first few of them."""
+    inputs = stats["inputs"]
+    return ", ".join(inputs[:shown]) + (f" and {len(inputs) - shown} more" if len(inputs) > shown else "")
+
+
+def require_tokens(stats: dict, out_prefix: Path) -> None:
+    """Stop when a whole CPT dataset has no token (a shard may have none): training would fail on its empty
+    .bin much later ("cannot mmap an empty file"). Called after the outputs are written, for a look."""
+    if stats["tokens"]:
+        return
+    found = (f"{stats['documents']} documents, all empty," if stats["documents"]
+             else "no document (the files are empty or hold only blank lines)")
+    raise StageError(f"dataset {out_prefix.name!r} has no token to train on: {found} in {input_names(stats)}; "
+                     f"fix the data, or remove the dataset from pipeline.yaml")
 
 
 def merge_shards(shard_prefixes: list[Path], out_prefix: Path, names: tuple[str, ...], summed: tuple[str, ...]

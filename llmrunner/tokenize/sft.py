@@ -12,12 +12,17 @@ split at the template's special tokens, and the pieces between them are encoded 
 matching off. The mask is 1 on tokens that overlap an assistant content span (as the
 `{% generation %}` mask of `apply_chat_template` marks them) and on the first special token the
 template writes after that content (its end of turn, `<|im_end|>` in ChatML).
+
+A conversation is encoded only as far as `max_tokens` (what follows is cut off or the conversation
+dropped), a long plain text in pieces with the ids of encoding it whole (pieces.py): a huge message
+costs memory for the text, not for its tokens.
 """
 from __future__ import annotations
 
 import logging
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,14 +33,17 @@ from llmrunner.chat_rules import ROLES, turn_order_problem
 from llmrunner.errors import StageError
 from llmrunner.indexed import IndexedDatasetWriter, token_dtype
 from llmrunner.tokenize.core import (
+    BATCH_CHARS,
     Shard,
     batched,
     dataset_prefix,
+    input_names,
     iter_field,
     literal_backend,
     load_tokenizer,
     write_stats,
 )
+from llmrunner.tokenize.pieces import Splitter
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +74,7 @@ class ChatEncoder:
         self.tokenizer = tokenizer
         self.source = source
         self.backend = literal_backend(tokenizer)
+        self.splitter = Splitter(self.backend)
         self.special_ids = {tok.content: idx for idx, tok in self.backend.get_added_tokens_decoder().items()
                             if tok.special}
         names = sorted(self.special_ids, key=len, reverse=True)  # longest first: no prefix wins early
@@ -91,57 +100,77 @@ class ChatEncoder:
                              f"content exactly once; SFT cannot tell the contents from the template")
         assistants = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
         wanted = set(assistants if train_on == "all_assistant" else assistants[-1:])
-        text, pieces, targets, target_specials = "", [], [], set()
+        # The real rendering must be the skeleton with each sentinel replaced by its content; it is checked part
+        # by part in place (no copy of a long conversation), so a template that rewrites content is caught.
+        text = self.render(messages, where)
+        at, pieces, targets, target_specials = 0, [], [], set()  # at: where the next part starts in `text`
         pending_end = False  # a target content was just written: the next template special ends its turn
         for k, part in enumerate(parts):
             if k % 2:  # a message's content: plain text, never split at special-token look-alikes
                 i = int(part)
-                content = messages[i]["content"]
-                if content:
-                    pieces.append((len(text), len(text) + len(content), None))
+                part = messages[i]["content"]
+                if part:
+                    pieces.append((at, at + len(part), None))
                 if i in wanted:
-                    targets.append((len(text), len(text) + len(content)))
+                    targets.append((at, at + len(part)))
                     pending_end = True
-                text += content
-                continue
-            pos = 0
-            for match in self.special_re.finditer(part) if self.special_re else ():
-                if match.start() > pos:
-                    pieces.append((len(text) + pos, len(text) + match.start(), None))
-                if pending_end:
-                    target_specials.add(len(text) + match.start())
-                    pending_end = False
-                pieces.append((len(text) + match.start(), len(text) + match.end(), self.special_ids[match.group()]))
-                pos = match.end()
-            if pos < len(part):
-                pieces.append((len(text) + pos, len(text) + len(part), None))
-            text += part
-        if text != self.render(messages, where):
+            else:
+                pos = 0
+                for match in self.special_re.finditer(part) if self.special_re else ():
+                    if match.start() > pos:
+                        pieces.append((at + pos, at + match.start(), None))
+                    if pending_end:
+                        target_specials.add(at + match.start())
+                        pending_end = False
+                    pieces.append((at + match.start(), at + match.end(), self.special_ids[match.group()]))
+                    pos = match.end()
+                if pos < len(part):
+                    pieces.append((at + pos, at + len(part), None))
+            if not text.startswith(part, at):
+                at = -1
+                break
+            at += len(part)
+        if at != len(text):
             raise StageError(f"{where}: the chat template of {self.source} changes message content while "
                              f"rendering (for example strips it), so SFT cannot locate the assistant text; "
                              f"clean the content (e.g. strip leading newlines) or use a template that "
                              f"inserts content verbatim")
         return Layout(text, _merge_plain(pieces), targets, target_specials)
 
-    def encode(self, layouts: list[Layout]) -> list[tuple[list[int], list[int]]]:
-        """Token ids and loss mask of each laid-out conversation (one batch call to the Rust tokenizer)."""
-        plain = [lay.text[s:e] for lay in layouts for s, e, special in lay.pieces if special is None]
-        encodings = iter(self.backend.encode_batch(plain, add_special_tokens=False))
+    def encode(self, layouts: list[Layout], limit: int | None = None) -> list[tuple[list[int], list[int]]]:
+        """Token ids and loss mask of each laid-out conversation (one batch call to the Rust tokenizer). With
+        `limit`, a conversation's ids end soon after they pass `limit` (the caller cuts there anyway): a plain
+        text longer than a batch is encoded in pieces (pieces.py), only as far as the limit."""
+        short = [[(s, e) for s, e, special in lay.pieces if special is None and e - s <= BATCH_CHARS]
+                 for lay in layouts]
+        encodings = iter(self.backend.encode_batch([lay.text[s:e] for lay, spans in zip(layouts, short)
+                                                    for s, e in spans], add_special_tokens=False))
         out = []
-        for lay in layouts:
+        for lay, spans in zip(layouts, short):
+            encoded = {start: next(encodings) for start, _ in spans}  # by the plain text's start
             ids: list[int] = []
             mask: list[int] = []
-            for start, _, special in lay.pieces:
+            for start, end, special in lay.pieces:
+                if limit is not None and len(ids) > limit:
+                    break
                 if special is not None:
                     ids.append(special)
                     mask.append(int(start in lay.target_specials))
                     continue
-                encoding = next(encodings)
-                ids.extend(encoding.ids)
-                mask.extend(int(any(start + a < e and start + b > s for s, e in lay.targets))
-                            for a, b in encoding.offsets)
+                parts = [(start, encoded[start])] if start in encoded else self._long(lay.text, start, end)
+                for offset, encoding in parts:
+                    ids.extend(encoding.ids)
+                    mask.extend(int(any(offset + a < e and offset + b > s for s, e in lay.targets))
+                                for a, b in encoding.offsets)
+                    if limit is not None and len(ids) > limit:
+                        break
             out.append((ids, mask))
         return out
+
+    def _long(self, text: str, start: int, end: int) -> Iterator[tuple[int, object]]:
+        """(offset, encoding) of each piece of the plain text `text[start:end]`, encoded when asked for."""
+        for piece_start, piece_end in self.splitter.spans(text, start, end):
+            yield piece_start, self.backend.encode(text[piece_start:piece_end], add_special_tokens=False)
 
 
 def _merge_plain(pieces: list[tuple[int, int, int | None]]) -> list[tuple[int, int, int | None]]:
@@ -172,6 +201,11 @@ def check_messages(where: str, messages: list) -> list[dict]:
     return messages
 
 
+def content_chars(item: tuple[str, list]) -> int:
+    """The characters of a conversation's message contents (not yet checked: anything else counts 0)."""
+    return sum(len(m["content"]) for m in item[1] if isinstance(m, dict) and isinstance(m.get("content"), str))
+
+
 def tokenize_sft(inputs: list[Path], tokenizer_dir: Path, out_prefix: Path, max_tokens: int = 2048,
                  overlong: str = "truncate", train_on: str = "all_assistant", shard: Shard = Shard()) -> dict:
     """Write `<prefix>_text_document` and `<prefix>_loss_mask_document` (.bin/.idx) and the stats file,
@@ -183,10 +217,11 @@ def tokenize_sft(inputs: list[Path], tokenizer_dir: Path, out_prefix: Path, max_
     with (IndexedDatasetWriter(dataset_prefix(out_prefix, "text_document"), token_dtype(len(tokenizer))) as texts,
           IndexedDatasetWriter(dataset_prefix(out_prefix, "loss_mask_document"), np.uint8) as masks,
           tqdm(desc="tokenize sft", unit="conv", mininterval=5) as progress):
-        for batch in batched(iter_field(inputs, "messages", list, shard), BATCH_CONVERSATIONS):
+        conversations = iter_field(inputs, "messages", list, shard)
+        for batch in batched(conversations, BATCH_CONVERSATIONS, BATCH_CHARS, content_chars):
             layouts = [encoder.layout(check_messages(where, msgs), train_on, where) for where, msgs in batch]
             kept_ids, kept_masks = [], []
-            for ids, mask in encoder.encode(layouts):
+            for ids, mask in encoder.encode(layouts, limit=max_tokens):
                 seen += 1
                 cut = len(ids) > max_tokens
                 if cut and overlong == "drop":
@@ -214,7 +249,29 @@ def tokenize_sft(inputs: list[Path], tokenizer_dir: Path, out_prefix: Path, max_
     log.info("%d of %d conversations, %d tokens (%d targets), %d truncated, %d dropped -> %s_{text,loss_mask}"
              "_document.{bin,idx}; stats -> %s", written, seen, tokens, targets, truncated, stats["dropped"],
              out_prefix, stats_path)
+    if shard.count == 1:
+        require_conversations(stats, out_prefix)
     return stats
+
+
+DROP_REASONS = {"overlong": "longer than max_tokens ({max_tokens}) with overlong: drop",
+                "no_target": "no assistant token within the first max_tokens ({max_tokens}) tokens"}
+
+
+def require_conversations(stats: dict, out_prefix: Path) -> None:
+    """Stop when a whole SFT dataset has no conversation left (a shard may have none): training would fail on
+    its empty files much later ("cannot mmap an empty file"). Called after the outputs are written."""
+    if stats["conversations"]:
+        return
+    if not stats["input"]:
+        raise StageError(f"dataset {out_prefix.name!r} has no conversation: none read from {input_names(stats)} "
+                         f"(the files are empty or hold only blank lines); fix the data, or remove the dataset "
+                         f"from pipeline.yaml")
+    reasons = "; ".join(f"{count} {DROP_REASONS.get(reason, reason).format(max_tokens=stats['max_tokens'])}"
+                        for reason, count in sorted(stats["dropped_by_reason"].items()))
+    raise StageError(f"dataset {out_prefix.name!r} has no conversation left: {stats['input']} read from "
+                     f"{input_names(stats)}, all dropped ({reasons}); raise max_tokens or set overlong: truncate "
+                     f"in the tokenize_sft step, or fix the data")
 
 
 SFT_SUMMED = ("conversations", "tokens", "target_tokens", "truncated", "dropped", "dropped_by_reason", "input")

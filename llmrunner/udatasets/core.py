@@ -11,14 +11,17 @@ the duplicates (naming the kept record it matched). Memory is bounded by the de-
 record: 16 bytes of hash, its signature when near de-dup is on, and its location).
 
 Three ways to run it, with the same output: everything in one process (`clean_documents`), or map jobs
-(`write_shard`, shard i of n) and one gather job per dataset (`gather_shards`).
+(`write_shard`, shard i of n) and one gather job per dataset (`gather_shards`). A map job may find no record
+(more shards than records); a dataset that keeps none stops its gather (`require_records`).
 """
 from __future__ import annotations
 
 import logging
 import os
 import resource
+import shutil
 from contextlib import ExitStack
+from itertools import islice
 from pathlib import Path
 
 from llmrunner.errors import ConfigError, StageError
@@ -47,9 +50,11 @@ def clean_documents(inputs: list[Path], out: Path, rules: RecordRules, dedup: st
     dataset = out.name[: -len(".jsonl")]
     lines = (line for block in shard_lines(inputs, rules, dataset, workers=workers) for line in block.split(b"\n")[:-1])
     header, entries = parse_shard(lines, f"the records of {dataset}")
+    _clear_failed(paths)
     stats = gather([ShardGroup(dataset, header["files"], entries)], paths, exact=dedup == "exact",
                    near=rules.minhash, augment_settings=augment)
     _log_stats(stats, paths)
+    require_records(stats, paths)
     return stats
 
 
@@ -77,8 +82,10 @@ def gather_shards(shard_files: list[Path], out: Path, dedup: str = "exact", near
         if not groups or names[-1] != dataset or dataset in names[:-1]:
             raise ConfigError(f"gather: the last shard files must be those of {dataset!r} (the --out dataset), "
                               f"each dataset's once; got datasets {names}")
+        _clear_failed(paths)
         stats = gather(groups, paths, exact=dedup == "exact", near=near, augment_settings=augment)
     _log_stats(stats, paths)
+    require_records(stats, paths)
     return stats
 
 
@@ -108,3 +115,59 @@ def _log_stats(stats: dict, paths: dict[str, Path]) -> None:
              stats["duplicates"]["near"], stats["cleaned"], stats["augmented"])
     for name, path in paths.items():
         log.info("%s -> %s", name, path)
+
+
+SHOWN_IN_LOG = 5  # rejects and duplicates of an empty dataset copied into the log
+
+
+def failed_paths(paths: dict[str, Path]) -> dict[str, Path]:
+    """Where the rejects, duplicates and stats of a dataset left empty are kept: `.failed/` beside them, which
+    Snakemake leaves alone (it deletes the outputs of a failed job)."""
+    return {name: paths[name].parent / ".failed" / paths[name].name for name in ("rejects", "duplicates", "stats")}
+
+
+def _clear_failed(paths: dict[str, Path]) -> None:
+    """Remove what an earlier, failed run of this dataset kept: it no longer describes the outputs."""
+    for path in failed_paths(paths).values():
+        path.unlink(missing_ok=True)
+
+
+def require_records(stats: dict, paths: dict[str, Path]) -> None:
+    """Stop when no record of the dataset is left, naming where they went: tokenize would write an empty
+    dataset and training fail on it much later ("cannot mmap an empty file"). The outputs are written first;
+    the rejects, duplicates and stats files are also linked into `.failed/` and the first rejects and
+    duplicates copied into the log, since Snakemake deletes the outputs of a failed job."""
+    if stats["kept"]:
+        return
+    kept = failed_paths(paths)
+    kept["stats"].parent.mkdir(exist_ok=True)
+    for name, path in kept.items():
+        try:
+            os.link(paths[name], path)  # a second name for the same data: no copy of a big rejects file
+        except OSError:  # a filesystem without hard links
+            shutil.copyfile(paths[name], path)
+    for name, shown in (("rejects", "reject"), ("duplicates", "duplicate")):
+        with open(kept[name], encoding="utf-8") as lines:
+            for line in islice(lines, SHOWN_IN_LOG):
+                log.error("%s: %s", shown, line.rstrip("\n")[:300])
+    read = f"{stats['input']} read from {_names(list(stats['files']))}"
+    if not stats["input"]:
+        blank = f" (only {stats['blank_lines']} blank lines)" if stats["blank_lines"] else ""
+        raise StageError(f"dataset {stats['dataset']!r} has no record left: {read}{blank}; the files are empty: "
+                         f"fix the sources")
+    parts = [read]
+    rejected = stats["rejected"]
+    if rejected:
+        reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(rejected.items(), key=lambda r: -r[1]))
+        parts.append(f"{sum(rejected.values())} rejected (reasons: {reasons}; see {kept['rejects']})")
+    duplicates = stats["duplicates"]
+    if sum(duplicates.values()):
+        of = ", ".join(f"{name} {sum(counts.values())}" for name, counts in stats["duplicates_by_dataset"].items())
+        parts.append(f"{sum(duplicates.values())} duplicates (exact {duplicates['exact']}, near {duplicates['near']})"
+                     f" of records kept in earlier datasets ({of}; see {kept['duplicates']})")
+    raise StageError(f"dataset {stats['dataset']!r} has no record left: {', '.join(parts)}; counts per file in "
+                     f"{kept['stats']}; fix the sources or the filters (steps/1.udatasets.yaml)")
+
+
+def _names(files: list[str], shown: int = 5) -> str:
+    return ", ".join(files[:shown]) + (f" and {len(files) - shown} more" if len(files) > shown else "")

@@ -20,7 +20,6 @@ from llmrunner.jsonl import DATA_SUFFIXES, Line, iter_lines, open_binary, requir
 from llmrunner.udatasets.json_stream import STRICT_JSON, iter_json_array
 
 RAW_SUFFIXES = DATA_SUFFIXES + (".json", ".parquet", ".csv", ".txt")
-TXT_MODES = ("document", "paragraphs")
 BLANK = "blank"  # not a record (an empty line of JSON Lines): counted apart, never rejected
 PARQUET_BATCH_ROWS = 1024
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from llmrunner.indexed import token_dtype
 from llmrunner.tokenize.__main__ import main
 from llmrunner.tokenize.core import load_tokenizer, tokenize_cpt
 from llmrunner.tokenize.settings import TokenizeCptSettings
+from tests.tokenize.huge_doc import huge_text
 from tests.tokenize.reference_writer import megatron_indexed_dataset, write_reference
 
 DOCS = ["The quick brown fox.\nJumps over the lazy dog.", "", "def f(x):\n    return x * 2  # ünïcödé",
@@ -71,6 +73,58 @@ def test_byte_identical_with_a_real_large_vocabulary(deepseek_tokenizer_dir, tmp
     ds = megatron_indexed_dataset().IndexedDataset(str(tmp_path / "ours_text_document"))
     assert stats["vocab_size"] == 129_280 and stats["dtype"] == "int32" and ds[0].dtype == np.int32
     assert max(int(s.max()) for s in ds) >= 65_500  # ids a uint16 file could not hold
+
+
+@pytest.fixture
+def small_pieces(monkeypatch):
+    """Documents over 16 KiB characters are encoded in pieces of about 2 KiB (instead of 256 Ki / 32 Ki)."""
+    from llmrunner.tokenize import core, pieces
+
+    monkeypatch.setattr(core, "BATCH_CHARS", 1 << 14)
+    monkeypatch.setattr(pieces, "PIECE_CHARS", 1 << 11)
+
+
+def long_documents() -> list[str]:
+    """Real text long enough for a hundred pieces, between short and empty ones; a long whitespace-only one
+    (nowhere to cut: encoded whole) and a long one made of a single line of digits and punctuation."""
+    return ["before", huge_text(200_000), "", " \n" * 20_000, "3.14, " * 4_000 + "end", "after"]
+
+
+@pytest.mark.parametrize("tokenizer", ["demo", "deepseek"])
+def test_documents_longer_than_a_batch_are_encoded_in_pieces_byte_identical(request, tmp_path, small_pieces,
+                                                                            tokenizer):
+    from llmrunner.tokenize import core
+    from llmrunner.tokenize.pieces import PieceEncoder
+
+    folder = request.getfixturevalue("tiny_tokenizer_dir" if tokenizer == "demo" else "deepseek_tokenizer_dir")
+    texts = long_documents()
+    encoder = PieceEncoder(core.load_text_tokenizer(folder).backend, core.BATCH_CHARS)
+    assert sum(1 for _ in encoder.pieces(iter(texts))) > 100
+    data = write_docs(tmp_path / "docs.jsonl", texts)
+    stats = tokenize_cpt([data], folder, tmp_path / "ours")
+    write_reference(data, folder, tmp_path / "ref")
+    assert_identical(tmp_path / "ours", tmp_path / "ref")
+    assert stats["documents"] == len(texts) and stats["empty"] == 1
+
+
+def test_pieces_get_the_post_processor_tokens_once(tiny_tokenizer_dir, tmp_path, small_pieces):
+    """A tokenizer whose post-processor surrounds every text (`<|im_start|> $A <|im_end|>`, as a bos/eos
+    template would): a document in pieces gets them once, before the first piece and after the last."""
+    folder = tmp_path / "tok"
+    shutil.copytree(tiny_tokenizer_dir, folder)
+    config = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    config["post_processor"] = {"type": "TemplateProcessing", "single": [
+        {"SpecialToken": {"id": "<|im_start|>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+        {"SpecialToken": {"id": "<|im_end|>", "type_id": 0}}], "pair": [], "special_tokens": {
+        "<|im_start|>": {"id": "<|im_start|>", "ids": [1], "tokens": ["<|im_start|>"]},
+        "<|im_end|>": {"id": "<|im_end|>", "ids": [2], "tokens": ["<|im_end|>"]}}}
+    (folder / "tokenizer.json").write_text(json.dumps(config), encoding="utf-8")
+    data = write_docs(tmp_path / "docs.jsonl", long_documents())
+    tokenize_cpt([data], folder, tmp_path / "ours")
+    write_reference(data, folder, tmp_path / "ref")
+    assert_identical(tmp_path / "ours", tmp_path / "ref")
+    ds = megatron_indexed_dataset().IndexedDataset(str(tmp_path / "ours_text_document"))
+    assert ds[1][0] == 1 and ds[1].tolist()[-2:] == [2, 0] and 1 not in ds[1][1:] and 2 not in ds[1][:-2]
 
 
 def test_special_token_text_is_the_one_deliberate_difference(tiny_tokenizer_dir, tmp_path):

@@ -61,6 +61,25 @@ def test_writer_is_byte_identical_to_megatron_builder_and_readable_by_it(tmp_pat
     assert len(dataset.index.document_indices) == len(docs) + 1
 
 
+def test_a_document_written_in_pieces_is_one_sequence(tmp_path):
+    """Pieces of one document (its ids as they are encoded), within a call and across calls, with empty
+    pieces and an empty document among them: the bytes of megatron-core's builder given whole documents."""
+    docs = random_documents(8_000, 30, seed=7)
+    pieces, ends = [], []
+    for doc in docs:  # each document cut in up to 4 pieces, some empty
+        cuts = sorted({0, len(doc), *np.random.default_rng(len(doc)).integers(0, len(doc) + 1, 3).tolist()})
+        pieces += [doc[a:b] for a, b in zip(cuts, cuts[1:])] or [[]]
+        ends += [False] * (len(pieces) - len(ends) - 1) + [True]
+    with IndexedDatasetWriter(tmp_path / "ours", np.uint16) as writer:
+        for start in range(0, len(pieces), 7):  # batches that end inside documents
+            writer.add_documents(pieces[start:start + 7], ends[start:start + 7])
+    megatron_write(tmp_path / "ref", np.uint16, [docs])
+    assert same_files(tmp_path / "ours", tmp_path / "ref")
+    with pytest.raises(ValueError, match="final piece was never added"):
+        with IndexedDatasetWriter(tmp_path / "open", np.uint16) as writer:
+            writer.add_documents([[1, 2]], [False])
+
+
 def test_merge_is_megatron_add_index_and_equals_writing_at_once(tmp_path):
     parts = [random_documents(70_000, n, seed) for seed, n in enumerate([50, 0, 13])]
     for i, docs in enumerate(parts):

@@ -13,6 +13,7 @@ from llmrunner.tokenize.__main__ import main
 from llmrunner.tokenize.core import load_tokenizer
 from llmrunner.tokenize.settings import TokenizeSftSettings
 from llmrunner.tokenize.sft import ChatEncoder, tokenize_sft
+from tests.tokenize.huge_doc import huge_text
 from tests.tokenize.reference_writer import megatron_indexed_dataset
 
 
@@ -100,6 +101,26 @@ def test_truncation_and_drops_are_counted(tiny_tokenizer_dir, tok, tmp_path):
     stats = tokenize_sft([data], tiny_tokenizer_dir, tmp_path / "d", max_tokens=cap, overlong="drop")
     assert (stats["conversations"], stats["truncated"], stats["dropped"]) == (1, 0, 2)
     assert stats["dropped_by_reason"] == {"overlong": 2} and stats["input"] == 3
+
+
+def test_long_messages_are_encoded_in_pieces_with_the_same_ids_and_mask(tiny_tokenizer_dir, tok, tmp_path,
+                                                                        monkeypatch):
+    """Contents over 8 Ki characters (256 Ki in use) are encoded in pieces of about 2 Ki: ids and mask are
+    apply_chat_template's; with a max_tokens below their length, the first max_tokens of them."""
+    from llmrunner.tokenize import pieces, sft
+
+    monkeypatch.setattr(sft, "BATCH_CHARS", 1 << 13)
+    monkeypatch.setattr(pieces, "PIECE_CHARS", 1 << 11)
+    text = huge_text(60_000)
+    messages = chat(("system", "Be brief."), ("user", text), ("assistant", text[:30_000]), ("user", "More?"),
+                    ("assistant", text))
+    data = write_chats(tmp_path / "c.jsonl", [messages])
+    ref = tok.apply_chat_template(messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    ref_ids, ref_mask = list(ref["input_ids"]), list(ref["assistant_masks"])
+    for cap in (len(ref_ids), len(ref_ids) // 2):
+        stats = tokenize_sft([data], tiny_tokenizer_dir, tmp_path / f"out{cap}", max_tokens=cap)
+        assert read_back(tmp_path / f"out{cap}") == ([ref_ids[:cap]], [ref_mask[:cap]])
+        assert stats["truncated"] == (cap < len(ref_ids))
 
 
 def test_template_that_rewrites_content_is_an_error(tiny_tokenizer_dir, tmp_path):

@@ -124,9 +124,10 @@ def test_cli_settings_reach_the_cleaning(tmp_path):
 
 
 def test_settings_defaults_and_bad_values():
-    assert UdatasetsSettings().cleaning() == Cleaning(unicode_nfc=True, strip_control=True, whitespace="normalize")
+    assert UdatasetsSettings.from_dict({}).cleaning() == Cleaning(unicode_nfc=True, strip_control=True,
+                                                                  whitespace="normalize")
     assert UdatasetsSettings.from_dict({"unicode_nfc": False}).cleaning().unicode_nfc is False
-    with pytest.raises(ConfigError, match="whitespace: 'collapse' is not one of"):
+    with pytest.raises(ConfigError, match="key 'whitespace': 'collapse' is not one of"):
         UdatasetsSettings.from_dict({"whitespace": "collapse"})
-    with pytest.raises(ConfigError, match="strip_control: must be true or false"):
+    with pytest.raises(ConfigError, match="key 'strip_control': 'yes' is not of type 'boolean'"):
         UdatasetsSettings.from_dict({"strip_control": "yes"})

@@ -139,7 +139,7 @@ def test_settings_reject_unknown_keys_and_contradictions():
         UdatasetsSettings.from_dict({"min_chars": 10, "max_chars": 5})
     with pytest.raises(ConfigError, match="adapter 'text' makes cpt records.*'messages'"):
         UdatasetsSettings.from_dict({"adapter": "text"}).adapter_for("sft")
-    assert UdatasetsSettings().adapter_for("sft") == "messages"
+    assert UdatasetsSettings.from_dict({}).adapter_for("sft") == "messages"
 
 
 def test_cli_writes_all_four_outputs(cpt_raw, tmp_path):
