@@ -24,7 +24,7 @@ def test_eval_writes_results(tiny_model: Path, demo: Path, tmp_path: Path) -> No
     results = json.loads(out.read_text())
     assert results["model"] == str(tiny_model.resolve())
     assert results["stage"] == "base"
-    assert results["config"] == settings | {"threads": 2}  # defaults filled, --threads wins
+    assert results["config"] == settings | {"threads": 2, "stages": None}  # defaults filled, --threads wins
     ppl, mc = results["tasks"]["heldout_ppl"], results["tasks"]["wordnet_mc"]
     assert math.isfinite(ppl["bits_per_byte"]) and ppl["bits_per_byte"] > 0
     assert ppl["word_perplexity"] > 1 and ppl["byte_perplexity"] > 1
