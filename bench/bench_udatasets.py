@@ -29,7 +29,7 @@ REFERENCE_VENV = Path("/tmp/dtvenv")
 SETUP = (f"python3 -m venv {REFERENCE_VENV} && {REFERENCE_VENV}/bin/pip install datatrove orjson 'xxhash<4' regex "
          "tokenizers datasketch")
 THRESHOLD, SHINGLE_WORDS, NUM_PERM, SEED = 0.8, 5, 128, 1  # near de-dup settings, the same for every contender
-BANDS, ROWS = 9, 13  # what llmrunner.udatasets.near_dup.lsh_bands(0.8, 128) picks; datatrove needs them given
+BANDS, ROWS = 15, 7  # what llmrunner.udatasets.near_dup.lsh_bands(0.8, 128) picks; datatrove needs them given
 OURS_SETTINGS = {"dedup": "exact", "near_dedup": True, "near_threshold": THRESHOLD,
                  "near_shingle_words": SHINGLE_WORDS, "near_num_perm": NUM_PERM}
 

@@ -37,9 +37,9 @@ class _Text:
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
         self.buf, self.pos, self.consumed = "", 0, 0
 
-    def fill(self) -> bool:
-        """Append the next chunk; False at the end of the file."""
-        data = self.stream.read(CHUNK_BYTES)
+    def fill(self, size: int = CHUNK_BYTES) -> bool:
+        """Append the next `size` bytes (CHUNK_BYTES at least), decoded; False at the end of the file."""
+        data = self.stream.read(max(size, CHUNK_BYTES))
         self.consumed += self.pos
         self.buf = self.buf[self.pos:] + self.decoder.decode(data, final=not data)
         self.pos = 0
@@ -72,7 +72,9 @@ class _Text:
             try:
                 value, end = STRICT_JSON.raw_decode(self.buf, self.pos)
             except (ValueError, RecursionError) as err:
-                if self.fill():  # maybe only cut by the chunk boundary
+                # Maybe only cut by the end of the buffer: read as much again as is unread, so that a record of
+                # n bytes is parsed about twice over in all, not once per chunk (n^2 / CHUNK_BYTES).
+                if self.fill(len(self.buf) - self.pos):
                     continue
                 raise self.error(f"invalid JSON ({err})") from err
             if end == len(self.buf) and self.fill():  # a number at the boundary may continue

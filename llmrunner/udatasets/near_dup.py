@@ -5,17 +5,22 @@ whitespace as `str.split()` does); two texts are near duplicates when the Jaccar
 sets, estimated from their MinHash signatures, reaches the threshold. The index finds candidates by LSH
 banding, then checks each candidate's estimated Jaccard, so a bucket collision alone never marks a duplicate.
 
-Why numpy, not datasketch: datasketch's MinHash hashes each shingle with SHA-1 in a Python loop (~2,000
-demo documents/s on one core); hashing all of a text's bytes at once in numpy is ~3x faster. The scheme is
+Why numpy, not datasketch: datasketch's MinHash hashes each shingle with SHA-1 in a Python loop (~2,000 demo
+documents/s on one core); hashing a text's bytes a piece at a time in numpy is ~3x faster. The scheme is
 datasketch's "affine32": a 64-bit shingle hash mixed down to 32 bits, then `num_perm` permutations
 h -> a*h + b mod 2^32 with odd a (bijections, so no permutation adds collisions), drawn from numpy's legacy
-RandomState, whose stream is fixed across numpy versions; bands and rows are chosen as datasketch's
-MinHashLSH chooses them. Everything is fixed-width integer arithmetic: signatures depend only on the text and
-the config, never on the process or the machine.
+RandomState, whose stream is fixed across numpy versions. Everything is fixed-width integer arithmetic:
+signatures depend only on the text and the config, never on the process, the machine or how the text was cut
+into pieces. Bands and rows are chosen for recall, not as datasketch chooses them (that misses ~7% of pairs at
+Jaccard 0.9 for threshold 0.8): see lsh_bands.
+
+Memory: a text is hashed PIECE_CHARS characters at a time and its shingles are permuted PERMUTED_BYTES at a
+time, so a 50 MB document needs tens of megabytes here, not gigabytes.
 """
 from __future__ import annotations
 
-from collections.abc import Hashable
+import math
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -25,6 +30,12 @@ SIGNATURE_DTYPE = np.dtype("<u4")
 _U64 = np.uint64
 _BASE = _U64(0x100000001B3)  # odd, hence invertible mod 2^64: a word's hash does not depend on where it starts
 _BASE_INVERSE = _U64(pow(int(_BASE), -1, 1 << 64))
+PIECE_CHARS = 1 << 18  # characters of a text hashed at a time (up to 1 MiB of UTF-8, 8 bytes of arrays a byte)
+PERMUTED_BYTES = 1 << 23  # shingle hashes x permutations (uint32) held at a time
+CANDIDATE_RECALL = 0.9999
+"""The probability with which LSH must make a pair at Jaccard recall_point(threshold) a candidate. Above the
+99.9% goal because the signature check then misses some of those pairs too (0.036% at Jaccard 0.9 with threshold
+0.8 and 128 permutations, the estimate's binomial spread): with both, ~99.96% of such pairs are found."""
 
 
 @dataclass(frozen=True)
@@ -69,23 +80,70 @@ def _powers(base: np.uint64, n: int) -> np.ndarray:
     return np.cumprod(powers, out=powers)
 
 
-def shingle_hashes(text: str, shingle_words: int) -> np.ndarray:
-    """A 64-bit hash of each run of `shingle_words` consecutive words of `text` (one per position, repeats
-    included); a text of fewer words gives one hash of all of them."""
-    data = np.frombuffer(" ".join(text.split()).encode("utf-8"), dtype=np.uint8)
+def _polynomial(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(unmixed hash, byte length) of each space-separated word of `data` (UTF-8 bytes, single spaces): the
+    polynomial sum of (byte + 1) * BASE^i, i counted from the word's first byte. Splitting a word into x and y
+    gives hash(xy) = hash(x) + BASE^len(x) * hash(y), which joins a word cut between two pieces of a text."""
     spaces = np.flatnonzero(data == 32)
     starts = np.concatenate(([0], spaces + 1))
     ends = np.concatenate((spaces, [len(data)]))
-    # polynomial hash of every prefix; a word's hash is its slice of that, shifted back to position 0
+    # the hash of every prefix; a word's hash is its slice of that, shifted back to position 0
     prefix = np.zeros(len(data) + 1, dtype=np.uint64)
     np.cumsum((data + _U64(1)) * _powers(_BASE, len(data) + 1)[:-1], out=prefix[1:])
-    words = _mix((prefix[ends] - prefix[starts]) * _powers(_BASE_INVERSE, len(data) + 1)[starts])
-    count = max(len(words) - shingle_words + 1, 1)
+    return (prefix[ends] - prefix[starts]) * _powers(_BASE_INVERSE, len(data) + 1)[starts], ends - starts
+
+
+def _word_hashes(text: str) -> Iterator[np.ndarray]:
+    """The 64-bit hash of each word of `text` (split on whitespace as `str.split()` does), in order, in blocks; a
+    text without words gives one hash, of the empty word. The text is read PIECE_CHARS characters at a time, so
+    memory follows the piece, not the text; a word cut between two pieces is hashed as if whole."""
+    carry: tuple[int, int] | None = None  # (unmixed hash, byte length) of a word that may go on in the next piece
+    found = False
+    for start in range(0, len(text), PIECE_CHARS):
+        piece = text[start:start + PIECE_CHARS]
+        words = piece.split()
+        if carry is not None and (not words or piece[0].isspace()):  # the carried word ended with its piece
+            yield _mix(np.array([carry[0]], dtype=np.uint64))
+            carry = None
+        if not words:
+            continue
+        found = True
+        hashes, lengths = _polynomial(np.frombuffer(" ".join(words).encode("utf-8"), dtype=np.uint8))
+        if carry is not None:  # the piece starts inside the carried word
+            hashes[0] = (carry[0] + int(hashes[0]) * pow(int(_BASE), carry[1], 1 << 64)) % (1 << 64)
+            lengths[0] += carry[1]
+            carry = None
+        if start + PIECE_CHARS < len(text) and not piece[-1].isspace():  # the last word may go on
+            carry = int(hashes[-1]), int(lengths[-1])
+            hashes = hashes[:-1]
+        yield _mix(hashes)
+    if not found:
+        yield _mix(np.zeros(1, dtype=np.uint64))
+
+
+def _fold(words: np.ndarray, count: int, width: int) -> np.ndarray:
+    """The unmixed hash of each of the first `count` runs of `width` consecutive word hashes."""
     shingles = words[:count].copy()
-    for offset in range(1, min(shingle_words, len(words))):
+    for offset in range(1, width):
         shingles *= _BASE
         shingles += words[offset:offset + count]
-    return _mix(shingles)
+    return shingles
+
+
+def shingle_hashes(text: str, shingle_words: int) -> Iterator[np.ndarray]:
+    """A 64-bit hash of each run of `shingle_words` consecutive words of `text` (one per position, repeats
+    included), in order, in blocks; a text of fewer words gives one hash of all of them."""
+    tail = np.empty(0, dtype=np.uint64)  # the last words seen, which begin shingles that end in the next block
+    whole = False
+    for block in _word_hashes(text):
+        words = np.concatenate((tail, block)) if len(tail) else block
+        count = len(words) - shingle_words + 1
+        if count >= 1:
+            yield _mix(_fold(words, count, shingle_words))
+            words, whole = words[count:], True
+        tail = words
+    if not whole:
+        yield _mix(_fold(tail, 1, len(tail)))
 
 
 @lru_cache(maxsize=8)
@@ -100,27 +158,56 @@ def _permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def minhash_signature(text: str, config: MinHashConfig) -> bytes:
     """The MinHash signature of `text`'s word shingles: `num_perm` uint32 values, little-endian.
     `text` is compared as given; normalising it (case, punctuation, Unicode) is the caller's job."""
-    hashes = (shingle_hashes(text, config.shingle_words) >> _U64(32)).astype(np.uint32)
     a, b = _permutations(config.num_perm, config.seed)
-    permuted = np.multiply.outer(hashes, a)
-    permuted += b
-    return permuted.min(axis=0).astype(SIGNATURE_DTYPE, copy=False).tobytes()
+    signature = None
+    rows = max(PERMUTED_BYTES // (4 * config.num_perm), 1)  # shingles permuted at a time
+    for block in shingle_hashes(text, config.shingle_words):
+        hashes = (block >> _U64(32)).astype(np.uint32)
+        for start in range(0, len(hashes), rows):
+            permuted = np.multiply.outer(hashes[start:start + rows], a)
+            permuted += b
+            least = permuted.min(axis=0)
+            signature = least if signature is None else np.minimum(signature, least, out=signature)
+    return signature.astype(SIGNATURE_DTYPE, copy=False).tobytes()
+
+
+def recall_point(threshold: float) -> float:
+    """The Jaccard similarity at which LSH must make a pair a candidate with probability CANDIDATE_RECALL:
+    threshold + 0.1, or halfway to 1 for thresholds above 0.8 (threshold + 0.1 would pass 1)."""
+    return min(threshold + 0.1, (1.0 + threshold) / 2)
+
+
+def candidate_probability(similarity: float | np.ndarray, bands: int, rows: int) -> float | np.ndarray:
+    """The probability that two texts of Jaccard `similarity` share an LSH bucket: some band's rows all agree."""
+    return 1 - (1 - similarity**rows) ** bands
+
+
+def _fewest_bands(agree: float, most: int) -> int:
+    """The fewest bands, at most `most`, of which some agrees with probability CANDIDATE_RECALL when each agrees
+    with probability `agree` (more bands only add false positives)."""
+    if agree >= 1:
+        return 1
+    needed = math.log(1 - CANDIDATE_RECALL) / math.log1p(-agree) if agree > 0 else math.inf
+    return max(1, math.ceil(min(needed, most)))
 
 
 @lru_cache(maxsize=64)
 def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
-    """(bands, rows per band), bands * rows <= num_perm, that minimise the false-positive plus false-negative
-    probability mass around `threshold`, as datasketch's MinHashLSH chooses them: two texts of Jaccard s share a
-    bucket with probability 1 - (1 - s^rows)^bands."""
+    """(bands, rows per band), bands * rows <= num_perm, chosen for recall: of the bandings under which a pair at
+    Jaccard recall_point(threshold) becomes a candidate with probability CANDIDATE_RECALL or more, the one with
+    the fewest false-positive candidates (the integral of the candidate probability over Jaccard 0..threshold,
+    as datasketch counts them). Candidates are checked on their signatures, so a false positive costs one
+    comparison, a false negative a missed duplicate. When no banding reaches CANDIDATE_RECALL (few
+    permutations), the one that comes closest."""
+    point = recall_point(threshold)
     below = np.linspace(0.0, threshold, 201)
-    above = np.linspace(threshold, 1.0, 201)
-    best, choice = float("inf"), (1, num_perm)
-    for bands in range(1, num_perm + 1):
-        for rows in range(1, num_perm // bands + 1):
-            false_positive = np.trapezoid(1 - (1 - below**rows) ** bands, below)
-            false_negative = np.trapezoid((1 - above**rows) ** bands, above)
-            if false_positive + false_negative < best:
-                best, choice = false_positive + false_negative, (bands, rows)
+    best, choice = (float("inf"), float("inf")), (1, num_perm)
+    for rows in range(1, num_perm + 1):
+        bands = _fewest_bands(point**rows, num_perm // rows)
+        shortfall = max(CANDIDATE_RECALL - candidate_probability(point, bands, rows), 0.0)
+        key = (shortfall, float(np.trapezoid(candidate_probability(below, bands, rows), below)))
+        if key < best:
+            best, choice = key, (bands, rows)
     return choice
 
 

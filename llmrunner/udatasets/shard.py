@@ -82,20 +82,39 @@ def check_record(item: RawItem, rules: RecordRules) -> tuple[dict | None, str | 
     return record, None, cleaned
 
 
+# default=str: parquet values that JSON lacks (dates, decimals) become their strings;
+# allow_nan=False: a NaN would make the line invalid JSON.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, default=str)
+PIECE_CHARS = 1 << 20  # a longer text is encoded to UTF-8 a piece at a time, a record with more content in chunks
+
+
+def _utf8(text: str) -> Iterator[bytes]:
+    """`text` as UTF-8 in pieces: str.encode reserves 4 bytes a character for a text with 4-byte characters."""
+    for start in range(0, len(text), PIECE_CHARS):
+        yield text[start:start + PIECE_CHARS].encode("utf-8")
+
+
 def encode_record(record: dict) -> tuple[bytes | None, str | None]:
     """(the record's output line without newline, None) or (None, reject reason)."""
     try:
-        # default=str: parquet values that JSON lacks (dates, decimals) become their strings;
-        # allow_nan=False: a NaN would make the line invalid JSON.
-        return json.dumps(record, ensure_ascii=False, allow_nan=False, default=str).encode("utf-8"), None
+        if content_chars(record) <= PIECE_CHARS:
+            return _ENCODER.encode(record).encode("utf-8"), None
+        # The same JSON (iterencode yields what encode joins), turned into UTF-8 a piece at a time: encode would
+        # hold the line as text twice.
+        return b"".join(piece for chunk in _ENCODER.iterencode(record) for piece in _utf8(chunk)), None
     except UnicodeEncodeError:  # a "\ud800"-style escape decodes to a lone surrogate
         return None, "invalid_unicode"
     except ValueError:
         return None, "not_json_serialisable"
 
 
-def _line(meta: dict, payload: bytes = b"") -> bytes:
-    return json.dumps(meta, separators=(",", ":")).encode("utf-8") + b"\t" + payload + b"\n"
+def _line_parts(meta: dict, payload: bytes = b"") -> list[bytes]:
+    """One shard line, in parts to be joined with the other lines (a huge payload is copied once, not twice)."""
+    return [json.dumps(meta, separators=(",", ":")).encode("utf-8"), b"\t", payload, b"\n"]
+
+
+def _line(meta: dict) -> bytes:
+    return b"".join(_line_parts(meta))
 
 
 class ChunkChecker:
@@ -107,24 +126,31 @@ class ChunkChecker:
         self.signed: set[bytes] = set()  # exact-dedup hashes of the records signed so far
 
     def __call__(self, chunk: list[tuple[int, Line | RawItem]]) -> bytes:
+        """The shard lines of `chunk`'s items. Takes the items out of `chunk` as it goes, and drops each copy of a
+        record's text once it is not needed: a huge record is held in memory a few times, not once per step."""
         rules = self.rules
         checked = []  # (file number, item, record or None, reason, cleaned, encoded)
-        for number, item in chunk:
+        chunk.reverse()
+        while chunk:
+            number, item = chunk.pop()
             if isinstance(item, Line):
                 item = jsonl_item(item)
             if item.reason == BLANK:
                 checked.append((number, item, None, BLANK, False, None))
                 continue
             record, reason, cleaned = check_record(item, rules)
+            item = item._replace(record=None)  # the parsed raw record; only its raw text may be needed (a reject)
             encoded = None
             if record is not None:
                 encoded, reason = encode_record(record)
             checked.append((number, item, record if encoded else None, reason, cleaned, encoded))
         tokens = self._count_tokens([c[2] for c in checked if c[2] is not None])
-        lines = []
-        for number, item, record, reason, cleaned, encoded in checked:
+        parts = []  # of the lines, joined once
+        checked.reverse()
+        while checked:
+            number, item, record, reason, cleaned, encoded = checked.pop()
             if reason == BLANK:
-                lines.append(_line({"s": "b", "f": number}))
+                parts += _line_parts({"s": "b", "f": number})
                 continue
             n_tokens = next(tokens) if record is not None and self.counter else None
             if record is not None and n_tokens is not None:
@@ -134,14 +160,18 @@ class ChunkChecker:
                     record, reason = None, "too_many_tokens"
             if record is None:
                 reject = {"file": self.files[number], "line": item.number, "reason": reason, "raw": item.raw}
-                lines.append(_line({"s": "r", "f": number, "c": int(cleaned), "reason": reason},
-                                   json.dumps(reject, ensure_ascii=False).encode("utf-8")))
+                parts += _line_parts({"s": "r", "f": number, "c": int(cleaned), "reason": reason},
+                                     json.dumps(reject, ensure_ascii=False).encode("utf-8"))
                 continue
-            digest = hashlib.blake2b(dedup_key(record).encode("utf-8"), digest_size=16).digest()
-            meta = {"s": "k", "f": number, "n": item.number, "c": int(cleaned), "chars": content_chars(record),
+            line_number, item = item.number, None  # kept: its raw text is freed before hashing copies the text
+            hasher = hashlib.blake2b(digest_size=16)
+            for piece in _utf8(dedup_key(record)):
+                hasher.update(piece)
+            digest = hasher.digest()
+            meta = {"s": "k", "f": number, "n": line_number, "c": int(cleaned), "chars": content_chars(record),
                     "tokens": n_tokens, "h": digest.hex(), "m": self._signature(record, digest)}
-            lines.append(_line(meta, encoded))
-        return b"".join(lines)
+            parts += _line_parts(meta, encoded)
+        return b"".join(parts)
 
     def _signature(self, record: dict, digest: bytes) -> str | None:
         """The record's MinHash signature (base64), or None when near de-dup is off or this process has signed
@@ -167,6 +197,7 @@ def _chunks(items: Iterable[tuple[int, Line | RawItem]]) -> Iterator[list]:
     for entry in items:
         chunk.append(entry)
         size += len(entry[1].text if isinstance(entry[1], Line) else entry[1].raw)
+        del entry  # the chunk holds it, and the checker takes it out: a huge record is not held here meanwhile
         if len(chunk) >= CHUNK_ITEMS or size >= CHUNK_BYTES:
             yield chunk
             chunk, size = [], 0
@@ -186,7 +217,8 @@ def _start_worker(rules: RecordRules, files: list[str]) -> None:
 
 
 def _check_in_worker(chunk: list) -> tuple[bytes, int]:
-    return _worker_checker(chunk), len(chunk)
+    count = len(chunk)  # before the checker empties it
+    return _worker_checker(chunk), count
 
 
 def _checked_chunks(chunks: Iterator[list], rules: RecordRules, files: list[str],
@@ -195,7 +227,8 @@ def _checked_chunks(chunks: Iterator[list], rules: RecordRules, files: list[str]
     if workers == 1:
         checker = ChunkChecker(rules, files)
         for chunk in chunks:
-            yield checker(chunk), len(chunk)
+            count = len(chunk)  # before the checker empties it
+            yield checker(chunk), count
         return
     # fork: the workers inherit the rules (a custom adapter is a closure, which pickling cannot carry)
     with multiprocessing.get_context("fork").Pool(workers, _start_worker, (rules, files)) as pool:

@@ -3,11 +3,13 @@ exact de-duplication see the cleaned text; the accounting identity still holds."
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
 
 from llmrunner.errors import ConfigError
+from llmrunner.udatasets import clean
 from llmrunner.udatasets.adapters import builtin_adapter
 from llmrunner.udatasets.clean import Cleaning
 from llmrunner.udatasets.core import clean_documents
@@ -47,6 +49,22 @@ def test_whitespace_normalize_and_keep():
 def test_code_indentation_and_inner_spaces_kept():
     code = "def f(x):\n    if x:\n        return  x   # two spaces\n\n\treturn None"
     assert Cleaning().text(code + "   \n") == code
+
+
+@pytest.mark.parametrize("cleaning", [Cleaning(), Cleaning(whitespace="keep"), Cleaning(unicode_nfc=False),
+                                      Cleaning(strip_control=False)], ids=["default", "keep", "no_nfc", "no_control"])
+def test_a_long_text_cleaned_in_pieces_is_cleaned_as_if_whole(cleaning, monkeypatch):
+    """Texts longer than clean.PIECE_CHARS are cleaned a piece at a time: with pieces of 1 to 8 characters, every
+    cut falls next to blanks, line breaks, control and combining characters, and nothing changes."""
+    rng = random.Random(11)
+    alphabet = ["a", "b", " ", "  ", "\t", "\n", "\n\n\n", "\r", "\r\n", "\x00", "\x1c", "\x85", "\u00a0", "e\u0301",
+                "\u0301", "\u3000", "\U0001F609"]
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60))) for _ in range(400)]
+    whole = [cleaning.text(text) for text in texts]
+    for piece in (1, 2, 3, 8):
+        monkeypatch.setattr(clean, "PIECE_CHARS", piece)
+        assert [cleaning.text(text) for text in texts] == whole, piece
+    assert cleaning.text("already clean") == "already clean"
 
 
 def test_everything_off_changes_nothing():
