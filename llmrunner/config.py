@@ -1,6 +1,6 @@
 """Load, validate and resolve the run config and every experiment's config.
 
-Flow (STYLE.md "Config flow"): YAML → defaults filled from the JSON schema → `${NAME}`
+Flow: YAML → defaults filled from the JSON schema → `${NAME}`
 substitution → schema validation (unknown keys, types) → cross-step checks. Every problem is
 collected and raised once as a ConfigError naming the file, the key path and the fix.
 
@@ -229,7 +229,9 @@ def load_experiment(name: str, datapool: str) -> Experiment:
     for step, file_name in STEP_FILES.items():
         path = config_dir / "steps" / file_name
         raw[step] = (path, load_yaml(path) if path.exists() else {}, load_schema(STEP_SCHEMAS.get(step, step)))
-    warnings = config_checks.env_in_command_warnings({step: raw[step][:2] for step in ("hf2mg", "mg2hf")})
+    switches = raw["pipeline"][1].get("steps")
+    warnings = config_checks.env_in_command_warnings({step: raw[step][:2] for step in ("hf2mg", "mg2hf")},
+                                                     switches if isinstance(switches, dict) else {})
     for path, data, schema in raw.values():
         fill_defaults(data, schema)
 

@@ -57,7 +57,7 @@ def stage_settings_problems(exp: Experiment) -> list[str]:
                     UdatasetsSettings.from_dict(values).adapter_for(kind)
                 except ConfigError as err:
                     problems.append(f"{exp.step_file('udatasets')} with data.{kind}.{name}: {err}")
-    return list(dict.fromkeys(problems))  # train_cpt and train_sft may repeat one problem of a shared file
+    return problems
 
 
 def cross_step_problems(exp: Experiment, context_length: int | None) -> list[str]:
@@ -100,13 +100,16 @@ def unknown_step_files(steps_dir: Path, step_files: dict[str, str]) -> list[str]
     known = set(step_files.values())
     problems = []
     for path in sorted(steps_dir.iterdir()):
-        if path.name in known:
+        if path.name in known or path.name.startswith("."):  # hidden files (.gitkeep, editor swap files)
             continue
         expected = _closest_step_file(path.name, step_files)
-        problems.append(f"{path}: not a step file, so it would be ignored; rename it to {expected}"
-                        if expected else
-                        f"{path}: not a step file (step files: {', '.join(step_files.values())}); rename or "
-                        "remove it")
+        if expected and not (steps_dir / expected).exists():
+            fix = f"rename it to {expected}"
+        elif expected:
+            fix = f"it looks like {expected}, which exists: move what it holds there and remove it"
+        else:
+            fix = f"step files are {', '.join(step_files.values())}; rename or remove it"
+        problems.append(f"{path}: not a step file, so it would be ignored; {fix}")
     return problems
 
 
@@ -143,11 +146,10 @@ def source_problems(exp: Experiment, pipeline_file: Path) -> list[str]:
 
 
 def _file_problem(path: str) -> str | None:
-    """Why `path` cannot be a source (the same words prepare and udatasets use), or None."""
-    problem = file_problem(path)
-    if problem and " does not exist" in problem:
-        return f"{problem} (paths are relative to {os.getcwd()})"
-    return problem
+    """Why `path` cannot be a source (in the words prepare and udatasets use), or None."""
+    if not os.path.lexists(path):
+        return f"{path} does not exist (paths are relative to {os.getcwd()})"
+    return file_problem(path)
 
 
 def command_files_problems(exp: Experiment) -> list[str]:
@@ -158,7 +160,7 @@ def command_files_problems(exp: Experiment) -> list[str]:
             for path in exp.steps[step]["command_files"] if not os.path.isfile(path)]
 
 
-def env_in_command_warnings(raw_steps: dict[str, tuple[Path, dict]]) -> list[str]:
+def env_in_command_warnings(raw_steps: dict[str, tuple[Path, dict]], enabled: dict[str, bool]) -> list[str]:
     """`${env:VAR}` in a converter's `command` puts the variable's value into the job's params: the shell
     command Snakemake prints, .snakemake/metadata and convert_command.json (and a changed value reruns the
     step). Say so; the shell's own `$VAR` in the command keeps it out."""
@@ -166,7 +168,7 @@ def env_in_command_warnings(raw_steps: dict[str, tuple[Path, dict]]) -> list[str
     for step in ("hf2mg", "mg2hf"):
         path, data = raw_steps[step]
         command = data.get("command")
-        if isinstance(command, str) and ENV_REFERENCE in command:
+        if enabled.get(step, True) and isinstance(command, str) and ENV_REFERENCE in command:
             warnings.append(f"{path}: `command` uses ${{env:...}}: its value becomes part of the job's params (printed "
                             "with the shell command, stored in .snakemake/metadata and convert_command.json, and a "
                             "changed value reruns the step). For a secret write the shell's $VAR instead, e.g. "

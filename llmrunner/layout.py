@@ -1,4 +1,4 @@
-"""Where each step's files live in an experiment's datapool (DESIGN.md, "Files").
+"""Where each step's files live in an experiment's datapool (the table in datapool/README.md).
 
 One place for every path, so rules, reports and tests agree. All paths are strings relative to
 the workflow's working directory, rooted at DATAPOOL_ROOT (`<datapool>/experiments/<exp>`).

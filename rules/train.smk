@@ -1,5 +1,5 @@
 # train_cpt / train_sft: megatron-core training. The declared output is a completion file, so
-# Snakemake never deletes checkpoints; the trainer resumes or starts fresh (DESIGN.md).
+# Snakemake never deletes checkpoints; the trainer resumes or starts fresh (docs/stages.md).
 
 
 rule train_cpt:

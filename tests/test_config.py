@@ -251,13 +251,20 @@ def test_rules_across_keys_stop_the_run_at_load(project, file_name, values, expe
 
 
 def test_a_misnamed_step_file_is_an_error(project):
+    (DEMO / "steps/4.train_cpt.yaml").unlink()
     (DEMO / "steps/4.train-cpt.yaml").write_text("train_iters: 5\n")
     (DEMO / "steps/notes.txt").write_text("my notes\n")
+    (DEMO / "steps/7.train_sft.yaml.bak").write_text("lr: 1.0\n")
+    (DEMO / "steps/.gitkeep").write_text("")  # hidden files are not read and not reported
     with pytest.raises(ConfigError) as err:
         load_run_config({})
     message = str(err.value)
     assert "steps/4.train-cpt.yaml: not a step file, so it would be ignored; rename it to 4.train_cpt.yaml" in message
-    assert "steps/notes.txt: not a step file (step files: 1.udatasets.yaml," in message
+    assert "steps/notes.txt: not a step file, so it would be ignored; step files are 1.udatasets.yaml," in message
+    # never told to rename a backup over the step file beside it
+    assert ("steps/7.train_sft.yaml.bak: not a step file, so it would be ignored; it looks like 7.train_sft.yaml, "
+            "which exists: move what it holds there and remove it") in message
+    assert ".gitkeep" not in message
 
 
 def test_env_in_a_command_warns_at_load(project, monkeypatch):

@@ -50,8 +50,11 @@ def hold(save_dir: Path, command: list[str], launching: bool = False) -> None:
         return
     record = {"pid": os.getpid(), "host": socket.gethostname(),
               "since": datetime.now().astimezone().isoformat(timespec="seconds"), "command": shlex.join(command)}
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+    except OSError:  # opened read-only (another user's lock file): the lock holds, only the record is missing
+        pass
     if launching:
         # Not atomic (flock drops the exclusive lock first): a command starting in between wins, and this one
         # stops with its name, as if it had come second.
@@ -68,8 +71,15 @@ def share(save_dir: Path) -> None:
 def _lock(save_dir: Path, mode: int, warn: bool = True) -> int | None:
     """An open descriptor of the lock file holding a `mode` lock; None on a filesystem without locks."""
     path = lock_path(save_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except PermissionError:
+        try:  # flock needs no write access: another user's lock file still locks
+            fd = os.open(path, os.O_RDONLY)
+        except OSError as err:
+            raise StageError(f"cannot open the training lock file {path} ({err.strerror}): make {path.parent} "
+                             "writable by the user running the workflow") from None
     try:
         _flock(fd, mode, save_dir)
     except OSError as err:

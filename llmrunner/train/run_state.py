@@ -30,6 +30,7 @@ from llmrunner.train.data import data_files
 log = logging.getLogger("llmrunner.train")
 
 RUN_CONFIG = "run_config.json"
+NO_CHECKPOINT_YET = "same run, but no complete checkpoint yet"
 DCP_INDEX = ".metadata"  # torch.distributed.checkpoint's index of an iteration folder
 _LOG_HASHING_FROM = 1 << 30  # name each file this large while hashing it: the user sees why starting takes long
 
@@ -132,7 +133,7 @@ def decide_start(save_dir: Path, fingerprint: dict) -> tuple[int | None, list[st
         return None, diffs
     latest = checkpoint.latest_iteration(save_dir)
     if latest is None or latest not in checkpoint.list_iterations(save_dir):
-        return None, ["same run, but no complete checkpoint yet"]
+        return None, [NO_CHECKPOINT_YET]
     return latest, []
 
 
@@ -164,11 +165,15 @@ def prepare(kind: str, init_dir: Path, prefixes: list[str], save_dir: Path, sett
     if hashes.hashed_bytes:
         log.info("hashed %.1f MB of inputs (new or rewritten since the last run)", hashes.hashed_bytes / 1e6)
     resume, why = decide_start(save_dir, fingerprint)
-    if resume is None:
-        log.info("fresh start in %s: %s", save_dir, "; ".join(why[:5]) + (" ..." if len(why) > 5 else ""))
-        reset_folder(save_dir, fingerprint, hashes.current)
-    else:
+    # A folder readied for this very run (by the launching command, before torchrun) needs no second reset.
+    readied = why == [NO_CHECKPOINT_YET] and [p.name for p in save_dir.iterdir()] == [RUN_CONFIG]
+    if resume is not None:
         log.info("resuming %s from iteration %d (same settings, init checkpoint and data)", save_dir, resume)
         if hashes.current != recorded:
             _write_run_config(save_dir, fingerprint, hashes.current)
+    elif readied:
+        log.info("starting in %s (readied for these inputs and settings; no checkpoint yet)", save_dir)
+    else:
+        log.info("fresh start in %s: %s", save_dir, "; ".join(why[:5]) + (" ..." if len(why) > 5 else ""))
+        reset_folder(save_dir, fingerprint, hashes.current)
     return resume

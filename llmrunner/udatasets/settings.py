@@ -78,7 +78,7 @@ class UdatasetsSettings:
     near_num_perm: int
     """MinHash permutations: more estimate the similarity more closely, at more time and memory."""
     augment: dict
-    """SFT augmentation settings (augment.py, AugmentSettings); None or all fractions 0: off."""
+    """SFT augmentation settings (augment.py, AugmentSettings); both fractions 0 (the default): off."""
     shards: int
     """Split each dataset over this many map jobs (scatter/gather, e.g. SLURM jobs in parallel); the outputs
     are the same, byte for byte, for any number. Changes the job plan, not the output."""
