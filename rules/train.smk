@@ -33,4 +33,4 @@ rule train_run:
     shell:
         "python -m llmrunner.train {wildcards.kind} --init {params.init:q} --data {params.prefixes:q}"
         " --save {params.save:q} --done {output:q} --settings {params.settings:q} --threads {threads}"
-        " >> {log:q} 2>&1"
+        " > {log:q} 2>&1"

@@ -43,20 +43,36 @@ def test_no_absolute_path_in_inputs_outputs_or_commands(demo_run: Path, demo_wor
             assert folder not in row, row
 
 
-def _jobs_of(snakemake_proc: subprocess.Popen, module: str) -> list[int]:
-    """Processes running `python -m <module>` under the given Snakemake process's working directory."""
+def _jobs_of(workdir: Path, module: str) -> list[int]:
+    """Processes running `python -m <module>` in `workdir` (jobs of a Snakemake run there)."""
     found = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == snakemake_proc.pid:
+        if not entry.name.isdigit():
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().split(b"\0")
             cwd = os.readlink(entry / "cwd")
         except OSError:
             continue
-        if b"-m" in cmdline and module.encode() in cmdline and cwd == str(snakemake_proc.args[-1]):
+        if b"-m" in cmdline and module.encode() in cmdline and cwd == str(workdir):
             found.append(int(entry.name))
     return found
+
+
+def _start_snakemake(workdir: Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2", *EXPERIMENT,
+           "-d", str(workdir)]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+
+def _wait_for_job(run: subprocess.Popen, workdir: Path, module: str) -> list[int]:
+    deadline = time.monotonic() + 180
+    while run.poll() is None and time.monotonic() < deadline:
+        if pids := _jobs_of(workdir, module):
+            return pids
+        time.sleep(0.02)
+    return []
 
 
 def test_a_killed_job_is_redone_with_everything_after_it(copied_demo: Path):
@@ -65,16 +81,10 @@ def test_a_killed_job_is_redone_with_everything_after_it(copied_demo: Path):
     "Nothing to be done" because the older checkpoints, models and reports still exist."""
     step = copied_demo / "config/experiments/demo/steps/2.tokenize_cpt.yaml"
     step.write_text(yaml.safe_dump({**(yaml.safe_load(step.read_text()) or {}), "append_eod": False}))
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2", *EXPERIMENT,
-           "-d", str(copied_demo)]
-    run = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    deadline, killed = time.monotonic() + 120, []
-    while not killed and run.poll() is None and time.monotonic() < deadline:
-        for pid in _jobs_of(run, "llmrunner.tokenize"):
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
-        time.sleep(0.02)
+    run = _start_snakemake(copied_demo)
+    killed = _wait_for_job(run, copied_demo, "llmrunner.tokenize")
+    for pid in killed:
+        os.kill(pid, signal.SIGKILL)
     output = run.communicate(timeout=300)[0]
     assert killed, f"the tokenize job was not seen running:\n{output[-3000:]}"
     assert run.returncode != 0
@@ -83,3 +93,30 @@ def test_a_killed_job_is_redone_with_everything_after_it(copied_demo: Path):
     jobs = planned_jobs(snakemake(copied_demo, "-n", *EXPERIMENT))
     assert jobs == {"tokenize_cpt_dataset": 1, "train_run": 2, "mg2hf_stage": 2, "eval_stage": 2,
                     "report_experiment": 1, "report_compare": 1, "all": 1}
+
+
+def test_a_second_trainer_after_snakemake_was_killed_is_refused(copied_demo: Path):
+    """Snakemake killed, its training job runs on; `--unlock` and a rerun start the training job again, which
+    must stop at once naming the running trainer, whose checkpoint folder it leaves alone."""
+    run = _start_snakemake(copied_demo)  # tokenize (still to redo after the test above), then train_cpt
+    trainers = _wait_for_job(run, copied_demo, "llmrunner.train")
+    assert trainers, run.communicate(timeout=60)[0][-3000:]
+    run.kill()  # SIGKILL: Snakemake cannot stop its job
+    run.wait()
+    [trainer] = trainers
+    log = copied_demo / "datapool/experiments/demo/logs/train_cpt.log"
+    try:
+        deadline = time.monotonic() + 120
+        while "llmrunner.train" not in log.read_text() and time.monotonic() < deadline:  # its first log lines
+            time.sleep(0.1)
+        os.kill(trainer, signal.SIGSTOP)  # the trainer holds the folder for as long as the test needs
+        folder = copied_demo / "datapool/experiments/demo/model/cpt_checkpoints"
+        before = sorted(p.relative_to(folder) for p in folder.rglob("*"))
+        snakemake(copied_demo, "--unlock", *EXPERIMENT)
+        rerun = snakemake(copied_demo, "--cores", "2", *EXPERIMENT, check=False)
+        assert rerun.returncode != 0
+        message = f"training is already running in datapool/experiments/demo/model/cpt_checkpoints: pid {trainer}"
+        assert message in log.read_text() and message in rerun.stdout + rerun.stderr  # show-failed-logs: the log
+        assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == before
+    finally:
+        os.kill(trainer, signal.SIGKILL)
