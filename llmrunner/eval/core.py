@@ -10,6 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from llmrunner.errors import StageError
+from llmrunner.eval.items import ITEMS_DIR, write_items
 from llmrunner.eval.tasks import check_data_file, write_task_configs
 
 log = logging.getLogger(__name__)
@@ -47,13 +48,13 @@ def evaluate_model(model_dir: Path, out_dir: Path, task_files: dict[str, Path], 
                    max_length: int, limit: int | None, threads: int) -> dict:
     """Run lm-eval's `hf` model on the built-in tasks (`task_files`: task name -> JSONL path).
 
-    lm-eval's own results and per-sample files go to `out_dir/lm_eval/`. Returns lm-eval's result
-    dict without the samples.
+    lm-eval's own results and per-sample files go to `out_dir/lm_eval/`, one line per item with its score to
+    `out_dir/items/<task>.jsonl` (items.py). Returns lm-eval's result dict without the samples.
     """
     check_model_dir(model_dir)
     for task, path in task_files.items():
         check_data_file(task, path)
-    for name in (LM_EVAL_DIR, TASKS_DIR, CACHE_DIR):
+    for name in (LM_EVAL_DIR, TASKS_DIR, CACHE_DIR, ITEMS_DIR):
         shutil.rmtree(out_dir / name, ignore_errors=True)
     cache = out_dir / CACHE_DIR
     _offline_env(cache)
@@ -85,6 +86,7 @@ def evaluate_model(model_dir: Path, out_dir: Path, task_files: dict[str, Path], 
         tracker.save_results_aggregated(results=results, samples=samples)
         for task in results["configs"]:
             tracker.save_results_samples(task_name=task, samples=samples[task])
+        write_items(out_dir, {task: samples[task] for task in results["configs"]})
     finally:
         shutil.rmtree(cache, ignore_errors=True)
     return results

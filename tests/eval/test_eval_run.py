@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 def run_eval(model: Path, out: Path, settings: dict, *extra: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "llmrunner.eval", "--model", str(model), "--out", str(out),
@@ -41,6 +43,21 @@ def test_eval_writes_results(tiny_model: Path, demo: Path, tmp_path: Path) -> No
     assert all((out.parent / p).is_file() for p in results["lm_eval_files"])
     assert (out.parent / "tasks" / "heldout_ppl.yaml").is_file()
     assert not (out.parent / ".cache").exists()
+
+    # one line per item, whose scores add up to the task's metrics
+    items = {task: [json.loads(line) for line in (out.parent / "items" / f"{task}.jsonl").read_text().splitlines()]
+             for task in ("heldout_ppl", "wordnet_mc")}
+    assert [len(v) for v in items.values()] == [8, 8]
+    assert all(len({i["id"] for i in v}) == 8 for v in items.values())
+    mc_items = items["wordnet_mc"]
+    assert sum(i["score"] for i in mc_items) / 8 == pytest.approx(mc["acc"])
+    assert sum(i["metrics"]["acc_norm"] for i in mc_items) / 8 == pytest.approx(mc["acc_norm"])
+    ppl_items = items["heldout_ppl"]
+    weighted = -sum(i["metrics"]["loglikelihood"] for i in ppl_items) / sum(i["metrics"]["bytes"] for i in ppl_items)
+    assert weighted / math.log(2) == pytest.approx(ppl["bits_per_byte"], rel=1e-9)
+    first = ppl_items[0]
+    assert first["score"] == first["metrics"]["bits_per_byte"] == pytest.approx(
+        -first["metrics"]["loglikelihood"] / first["metrics"]["bytes"] / math.log(2))
 
 
 def test_missing_model_is_one_paragraph(demo: Path, tmp_path: Path) -> None:

@@ -70,9 +70,14 @@ def test_training_loss_falls_and_checkpoints_follow_megatron_layout(demo_run):
 
 
 def test_eval_results_for_every_stage(demo_run):
-    bpb = {}
+    bpb, ids = {}, {}
     for stage in ("base", "cpt", "sft"):
         results = json.loads((demo_run / f"reports/eval/{stage}/results.json").read_text())
+        for task in ("heldout_ppl", "wordnet_mc"):  # per-item scores of the same items in every stage
+            items = read_jsonl(demo_run / f"reports/eval/{stage}/items/{task}.jsonl")
+            assert len(items) == results["n_samples"][task]["effective"] == 40
+            ids.setdefault(task, [i["id"] for i in items])
+            assert [i["id"] for i in items] == ids[task]
         bpb[stage] = results["tasks"]["heldout_ppl"]["bits_per_byte"]
         assert math.isfinite(bpb[stage])
         assert 0.0 <= results["tasks"]["wordnet_mc"]["acc"] <= 1.0
