@@ -11,3 +11,8 @@ class ConfigError(LLMRunnerError):
 
 class StageError(LLMRunnerError):
     """A stage cannot do its job with the inputs it was given."""
+
+
+def first_few(names: list[str], shown: int = 5) -> str:
+    """Names for a message: the first `shown`, then how many more."""
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")

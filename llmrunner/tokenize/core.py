@@ -27,7 +27,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from llmrunner.errors import StageError
+from llmrunner.errors import StageError, first_few
 from llmrunner.indexed import IndexedDatasetWriter, merge_datasets, read_index, token_dtype
 from llmrunner.jsonl import iter_lines, iter_records
 from llmrunner.tokenize.pieces import PieceEncoder
@@ -265,12 +265,6 @@ def tokenize_cpt(inputs: list[Path], tokenizer_dir: Path, out_prefix: Path, appe
     return stats
 
 
-def input_names(stats: dict, shown: int = 3) -> str:
-    """The input files of a stats record, the first few of them."""
-    inputs = stats["inputs"]
-    return ", ".join(inputs[:shown]) + (f" and {len(inputs) - shown} more" if len(inputs) > shown else "")
-
-
 def require_tokens(stats: dict, out_prefix: Path) -> None:
     """Stop when a whole CPT dataset has no token (a shard may have none): training would fail on its empty
     .bin much later ("cannot mmap an empty file"). Called after the outputs are written, for a look."""
@@ -278,7 +272,7 @@ def require_tokens(stats: dict, out_prefix: Path) -> None:
         return
     found = (f"{stats['documents']} documents, all empty," if stats["documents"]
              else "no document (the files are empty or hold only blank lines)")
-    raise StageError(f"dataset {out_prefix.name!r} has no token to train on: {found} in {input_names(stats)}; "
+    raise StageError(f"dataset {out_prefix.name!r} has no token to train on: {found} in {first_few(stats['inputs'])}; "
                      f"fix the data, or remove the dataset from pipeline.yaml")
 
 

@@ -30,14 +30,13 @@ import numpy as np
 from tqdm import tqdm
 
 from llmrunner.chat_rules import ROLES, turn_order_problem
-from llmrunner.errors import StageError
+from llmrunner.errors import StageError, first_few
 from llmrunner.indexed import IndexedDatasetWriter, token_dtype
 from llmrunner.tokenize.core import (
     BATCH_CHARS,
     Shard,
     batched,
     dataset_prefix,
-    input_names,
     iter_field,
     literal_backend,
     load_tokenizer,
@@ -264,14 +263,15 @@ def require_conversations(stats: dict, out_prefix: Path) -> None:
     if stats["conversations"]:
         return
     if not stats["input"]:
-        raise StageError(f"dataset {out_prefix.name!r} has no conversation: none read from {input_names(stats)} "
+        raise StageError(f"dataset {out_prefix.name!r} has no conversation: none read from "
+                         f"{first_few(stats['inputs'])} "
                          f"(the files are empty or hold only blank lines); fix the data, or remove the dataset "
                          f"from pipeline.yaml")
     reasons = "; ".join(f"{count} {DROP_REASONS.get(reason, reason).format(max_tokens=stats['max_tokens'])}"
                         for reason, count in sorted(stats["dropped_by_reason"].items()))
     raise StageError(f"dataset {out_prefix.name!r} has no conversation left: {stats['input']} read from "
-                     f"{input_names(stats)}, all dropped ({reasons}); raise max_tokens or set overlong: truncate "
-                     f"in the tokenize_sft step, or fix the data")
+                     f"{first_few(stats['inputs'])}, all dropped ({reasons}); raise max_tokens or set overlong: "
+                     f"truncate in the tokenize_sft step, or fix the data")
 
 
 SFT_SUMMED = ("conversations", "tokens", "target_tokens", "truncated", "dropped", "dropped_by_reason", "input")

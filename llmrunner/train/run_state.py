@@ -30,7 +30,6 @@ from llmrunner.train.data import data_files
 log = logging.getLogger("llmrunner.train")
 
 RUN_CONFIG = "run_config.json"
-NO_CHECKPOINT_YET = "same run, but no complete checkpoint yet"
 DCP_INDEX = ".metadata"  # torch.distributed.checkpoint's index of an iteration folder
 _LOG_HASHING_FROM = 1 << 30  # name each file this large while hashing it: the user sees why starting takes long
 
@@ -116,7 +115,8 @@ def _read_run_config(save_dir: Path) -> dict:
 
 
 def decide_start(save_dir: Path, fingerprint: dict) -> tuple[int | None, list[str]]:
-    """(iteration to resume from or None for a fresh start, why) — reads the folder, changes nothing."""
+    """(iteration to resume from or None for a fresh start, why the folder must be cleared first; empty when it
+    is ready as it is) — reads the folder, changes nothing."""
     config_path = save_dir / RUN_CONFIG
     if not save_dir.is_dir() or not any(save_dir.iterdir()):
         return None, ["empty checkpoint folder"]
@@ -133,7 +133,9 @@ def decide_start(save_dir: Path, fingerprint: dict) -> tuple[int | None, list[st
         return None, diffs
     latest = checkpoint.latest_iteration(save_dir)
     if latest is None or latest not in checkpoint.list_iterations(save_dir):
-        return None, [NO_CHECKPOINT_YET]
+        # Only the record of this very run (written by the launching command before torchrun): ready as it is.
+        ready = [p.name for p in save_dir.iterdir()] == [RUN_CONFIG]
+        return None, [] if ready else ["same run, but no complete checkpoint yet"]
     return latest, []
 
 
@@ -165,15 +167,13 @@ def prepare(kind: str, init_dir: Path, prefixes: list[str], save_dir: Path, sett
     if hashes.hashed_bytes:
         log.info("hashed %.1f MB of inputs (new or rewritten since the last run)", hashes.hashed_bytes / 1e6)
     resume, why = decide_start(save_dir, fingerprint)
-    # A folder readied for this very run (by the launching command, before torchrun) needs no second reset.
-    readied = why == [NO_CHECKPOINT_YET] and [p.name for p in save_dir.iterdir()] == [RUN_CONFIG]
     if resume is not None:
         log.info("resuming %s from iteration %d (same settings, init checkpoint and data)", save_dir, resume)
         if hashes.current != recorded:
             _write_run_config(save_dir, fingerprint, hashes.current)
-    elif readied:
-        log.info("starting in %s (readied for these inputs and settings; no checkpoint yet)", save_dir)
-    else:
+    elif why:
         log.info("fresh start in %s: %s", save_dir, "; ".join(why[:5]) + (" ..." if len(why) > 5 else ""))
         reset_folder(save_dir, fingerprint, hashes.current)
+    else:
+        log.info("starting in %s (readied for these inputs and settings; no checkpoint yet)", save_dir)
     return resume

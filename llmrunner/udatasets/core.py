@@ -24,7 +24,7 @@ from contextlib import ExitStack
 from itertools import islice
 from pathlib import Path
 
-from llmrunner.errors import ConfigError, StageError
+from llmrunner.errors import ConfigError, StageError, first_few
 from llmrunner.udatasets.augment import AugmentSettings
 from llmrunner.udatasets.dedup import ShardGroup, gather, open_shard_groups, parse_shard
 from llmrunner.udatasets.near_dup import MinHashConfig
@@ -150,7 +150,7 @@ def require_records(stats: dict, paths: dict[str, Path]) -> None:
         with open(kept[name], encoding="utf-8") as lines:
             for line in islice(lines, SHOWN_IN_LOG):
                 log.error("%s: %s", shown, line.rstrip("\n")[:300])
-    read = f"{stats['input']} read from {_names(list(stats['files']))}"
+    read = f"{stats['input']} read from {first_few(list(stats['files']))}"
     if not stats["input"]:
         blank = f" (only {stats['blank_lines']} blank lines)" if stats["blank_lines"] else ""
         raise StageError(f"dataset {stats['dataset']!r} has no record left: {read}{blank}; the files are empty: "
@@ -167,7 +167,3 @@ def require_records(stats: dict, paths: dict[str, Path]) -> None:
                      f" of records kept in earlier datasets ({of}; see {kept['duplicates']})")
     raise StageError(f"dataset {stats['dataset']!r} has no record left: {', '.join(parts)}; counts per file in "
                      f"{kept['stats']}; fix the sources or the filters (steps/1.udatasets.yaml)")
-
-
-def _names(files: list[str], shown: int = 5) -> str:
-    return ", ".join(files[:shown]) + (f" and {len(files) - shown} more" if len(files) > shown else "")

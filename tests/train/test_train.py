@@ -213,6 +213,8 @@ def test_two_process_run_matches_the_single_process_curve(layout: dict, cpt_run:
     result = train("cpt", init_ckpt, [cpt_data], save, settings)
     data_parallel = 1 if layout else 2
     assert f"2 process(es): tensor {3 - data_parallel} x pipeline 1 x data {data_parallel} parallel" in result.stderr
+    # the launching command readied the folder; rank 0 starts in it without clearing it a second time
+    assert result.stderr.count("fresh start in") == 1 and "readied for these inputs and settings" in result.stderr
     single = [m["loss"] for m in metrics(cpt_run) if "loss" in m]
     split = [m["loss"] for m in metrics(save) if "loss" in m]
     assert split == pytest.approx(single, abs=1e-4)
