@@ -20,8 +20,9 @@ from typing import Any
 
 import yaml
 
-from llmrunner import config_checks
+from llmrunner import config_checks, evalsets
 from llmrunner.errors import ConfigError
+from llmrunner.evalsets import EvalSet
 from llmrunner.layout import ExperimentLayout, tokenize_outputs
 from llmrunner.prepare import tiny_model
 from llmrunner.schemas import fill_defaults, load_schema, schema_problems
@@ -126,6 +127,7 @@ class Experiment(ExperimentLayout):
     pipeline: dict
     steps: dict[str, dict] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # printed when the config loads; never stop a run
+    evalsets: dict[str, EvalSet] = field(default_factory=dict)  # every registered eval set (config/evalsets/)
 
     def step_file(self, step: str) -> Path:
         return self.config_dir / "steps" / STEP_FILES[step]
@@ -146,6 +148,21 @@ class Experiment(ExperimentLayout):
     def settings(self, step: str) -> dict:
         """The step's settings that change its output (what the rule passes as a param)."""
         return {k: v for k, v in self.steps[step].items() if k not in NOT_PARAMS}
+
+    def eval_sets(self) -> list[str]:
+        """The sets the eval step scores: its `sets`, or every registered set."""
+        wanted = self.steps["eval"]["sets"]
+        return list(wanted) if wanted is not None else sorted(self.evalsets)
+
+    def contamination_sets(self) -> list[str]:
+        """The registered sets the contamination report checks the training data against (lm-eval's own
+        tasks are read by lm-eval only)."""
+        return sorted(name for name, s in self.evalsets.items() if s.kind != "lm_eval")
+
+    def contamination_datasets(self) -> list[str]:
+        """Each training dataset as KIND:NAME=PATH (the contamination job's --datasets): its processed file, or
+        its raw folder when udatasets is off."""
+        return [f"{k}:{d}={self.tokenize_input(k, d)}" for k in KINDS for d in self.datasets(k)]
 
     def eval_stages(self) -> list[str]:
         wanted = self.steps["eval"]["stages"]
@@ -209,11 +226,23 @@ def _experiment_problems(exp: Experiment, pipeline_file: Path) -> list[str]:
         problems.append(f"{src}: base_model.src '{base['src']}' is not a folder. Point it at an HF model "
                         "folder (config.json + safetensors + tokenizer) or use builtin:tiny-qwen3.")
     problems += config_checks.stage_settings_problems(exp)
+    if on("eval"):
+        problems += evalsets.unknown_set_problems(exp.steps["eval"]["sets"] or [], exp.evalsets,
+                                                  str(exp.step_file("eval")), "sets")
+        problems += config_checks.eval_set_problems(exp)
+    if on("udatasets"):
+        listed = exp.steps["udatasets"]["decontaminate"]
+        problems += evalsets.unknown_set_problems(listed, exp.evalsets, str(exp.step_file("udatasets")),
+                                                  "decontaminate")
+        problems += [f"{exp.step_file('udatasets')}: decontaminate lists '{n}', an lm_eval set; lm-eval reads its "
+                     f"items itself, so only perplexity, multiple_choice and generation sets can be checked"
+                     for n in listed if n in exp.evalsets and exp.evalsets[n].kind == "lm_eval"]
     return problems + config_checks.cross_step_problems(exp, exp.context_length())
 
 
-def load_experiment(name: str, datapool: str) -> Experiment:
-    """Load, resolve and validate config/experiments/<name>/ (pipeline.yaml + steps/*.yaml)."""
+def load_experiment(name: str, datapool: str, registry: dict[str, EvalSet] | None = None) -> Experiment:
+    """Load, resolve and validate config/experiments/<name>/ (pipeline.yaml + steps/*.yaml); `registry`: the
+    registered eval sets (load_registry() when not given)."""
     if not EXPERIMENT_NAME.match(name) or ".." in name:
         raise ConfigError(f"experiment name '{name}' is not allowed: use letters, digits, '_', '-', '.', "
                           "with no '/' and no '..'")
@@ -253,7 +282,8 @@ def load_experiment(name: str, datapool: str) -> Experiment:
         problems += schema_problems(resolved[key], schema, str(path))
     if problems:
         raise ConfigError("\n".join(problems))
-    exp = Experiment(name, config_dir, root, resolved.pop("pipeline"), resolved, warnings)
+    registry = evalsets.load_registry() if registry is None else registry
+    exp = Experiment(name, config_dir, root, resolved.pop("pipeline"), resolved, warnings, registry)
     problems = _experiment_problems(exp, pipeline_file)
     if problems:
         raise ConfigError("\n".join(problems))
@@ -266,6 +296,7 @@ class RunConfig:
 
     datapool: str
     experiments: dict[str, Experiment]
+    evalsets: dict[str, EvalSet]
 
     @property
     def warnings(self) -> list[str]:
@@ -337,6 +368,14 @@ class RunConfig:
         """The files hf2mg's or mg2hf's external `command` reads, so that editing one reruns the step."""
         return list(self.experiments[exp].steps[step]["command_files"])
 
+    def evalsets_json(self, names: list[str]) -> str:
+        """The named sets' definitions, for a job's params (an edited set definition reruns the job)."""
+        return json.dumps([self.evalsets[n].to_dict() for n in names], sort_keys=True)
+
+    def evalset_inputs(self, names: list[str]) -> list[str]:
+        """The files that make up the named sets (definition and items), so that editing one reruns the job."""
+        return [str(p) for n in names for p in evalsets.set_files(self.evalsets[n])]
+
     def threads(self, exp: str, step: str) -> int:
         """The job's CPU threads: the step's `threads` per process, times its processes (training
         with nproc_per_node > 1 runs itself under torchrun)."""
@@ -364,12 +403,13 @@ def load_run_config(config: dict, source: str = "config/config.yaml") -> RunConf
     if problems:
         raise ConfigError("\n".join(problems))
     names = config["experiments"] or discover_experiments()
-    experiments, problems = {}, []
+    registry = evalsets.load_registry()
+    experiments, problems = {}, evalsets.registry_item_problems(registry)
     for name in names:
         try:
-            experiments[name] = load_experiment(name, config["datapool"])
+            experiments[name] = load_experiment(name, config["datapool"], registry)
         except ConfigError as err:
             problems.append(str(err))
     if problems:
         raise ConfigError("\n".join(problems))
-    return RunConfig(config["datapool"], experiments)
+    return RunConfig(config["datapool"], experiments, registry)

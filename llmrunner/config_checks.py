@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 from llmrunner.convert.settings import PLACEHOLDERS, ConvertSettings, command_problems
 from llmrunner.errors import ConfigError
 from llmrunner.eval.settings import EvalSettings
+from llmrunner.eval.tasks import length_problems, lm_eval_task_problems
+from llmrunner.evalsets import set_file
 from llmrunner.jsonl import file_problem
 from llmrunner.tokenize.settings import TokenizeCptSettings, TokenizeSftSettings
 from llmrunner.train.settings import TrainSettings
@@ -174,3 +176,14 @@ def env_in_command_warnings(raw_steps: dict[str, tuple[Path, dict]], enabled: di
                             "changed value reruns the step). For a secret write the shell's $VAR instead, e.g. "
                             "`--token \"$HF_TOKEN\"`.")
     return warnings
+
+
+def eval_set_problems(exp: Experiment) -> list[str]:
+    """The sets the eval step scores, against it: generation within max_length, lm_eval tasks that lm-eval
+    knows (with close names). lm-eval is imported, and its task index built (seconds), only when an lm_eval
+    set is used."""
+    used = [exp.evalsets[n] for n in exp.eval_sets() if n in exp.evalsets]
+    problems = length_problems(used, exp.steps["eval"]["max_length"], str(exp.step_file("eval")))
+    if any(s.kind == "lm_eval" for s in used):
+        problems += [p for s in used if s.kind == "lm_eval" for p in lm_eval_task_problems(s, str(set_file(s.name)))]
+    return problems

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 class ExperimentLayout:
     """Path answers for one experiment; mixed into config.Experiment (which provides root,
-    enabled(), datasets(), eval_stages(), base_model_path())."""
+    enabled(), datasets(), eval_stages(), contamination_sets(), base_model_path())."""
 
     root: str
 
@@ -69,6 +69,15 @@ class ExperimentLayout:
     def report(self) -> str:
         return self.path("reports", "report.md")
 
+    def contamination_report(self) -> str:
+        """n-gram overlap of every training dataset with every registered eval set."""
+        return self.path("reports", "contamination.json")
+
+    def contamination_outputs(self) -> list[str]:
+        """[the contamination report] when there is training data and a set to check it against, else []."""
+        has_data = any(self.datasets(k) for k in ("cpt", "sft"))
+        return [self.contamination_report()] if has_data and self.contamination_sets() else []
+
     def step_outputs(self, step: str) -> list[str]:
         """What the target rule `snakemake <step>` builds for this experiment ([] when off)."""
         if step == "prepare":
@@ -95,7 +104,7 @@ class ExperimentLayout:
     def report_inputs(self) -> list[str]:
         """Everything the experiment's report summarises: every enabled step's outputs."""
         steps = ("udatasets", "tokenize_cpt", "tokenize_sft", "train_cpt", "train_sft", "mg2hf", "eval")
-        return [p for step in steps for p in self.step_outputs(step)]
+        return [p for step in steps for p in self.step_outputs(step)] + self.contamination_outputs()
 
     def every_output(self) -> list[str]:
         """Every step's own outputs and the report: the default target. Snakemake deletes a failed job's
@@ -103,7 +112,7 @@ class ExperimentLayout:
         of taking the older downstream outputs as up to date."""
         steps = ("prepare", "udatasets", "tokenize_cpt", "tokenize_sft", "hf2mg", "train_cpt", "train_sft",
                  "mg2hf", "eval", "report")
-        return [p for step in steps for p in self.step_outputs(step)]
+        return [p for step in steps for p in self.step_outputs(step)] + self.contamination_outputs()
 
 
 def tokenize_outputs(prefix: str, kind: str) -> list[str]:

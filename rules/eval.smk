@@ -1,4 +1,7 @@
-# eval: lm-evaluation-harness on local task files, for the base model and each trained stage.
+# eval: score the base model and each trained stage on the registered eval sets the eval step lists
+# (config/evalsets/<name>.yaml; docs/evaluation.md), with lm-evaluation-harness. Each job also records the
+# set versions it scored under <datapool>/evalsets/<name>/<version>.json.
+from pathlib import Path
 
 
 rule eval:
@@ -9,11 +12,14 @@ rule eval:
 rule eval_stage:
     input:
         model=lambda w: exp(w).hf_model(w.stage),
-        data=lambda w: [exp(w).steps["eval"]["heldout"], exp(w).steps["eval"]["mc"]],
+        evalsets=lambda w: RUN.evalset_inputs(exp(w).eval_sets()),
     output:
         directory(f"{ROOT}/reports/eval/{{stage}}"),
     params:
         settings=lambda w: RUN.settings_json(w.exp, "eval"),
+        evalsets=lambda w: RUN.evalsets_json(exp(w).eval_sets()),
+        # <datapool>/experiments/<exp>/reports/eval/<stage> -> <datapool>
+        datapool=lambda w, output: str(Path(output[0]).parents[4]),
     threads: lambda w: RUN.threads(w.exp, "eval")
     log:
         f"{ROOT}/logs/eval.{{stage}}.log",
@@ -22,5 +28,6 @@ rule eval_stage:
     conda:
         "../envs/eval.yaml"
     shell:
-        "python -m llmrunner.eval --model {input.model:q} --out {output:q}/results.json"
-        " --settings {params.settings:q} --threads {threads} > {log:q} 2>&1"
+        "python -m llmrunner.eval --model {input.model:q} --stage {wildcards.stage} --out {output:q}/results.json"
+        " --settings {params.settings:q} --evalsets {params.evalsets:q} --datapool {params.datapool:q}"
+        " --threads {threads} > {log:q} 2>&1"

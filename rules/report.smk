@@ -14,12 +14,15 @@ rule report_experiment:
         f"{ROOT}/reports/report.md",
     params:
         root=ROOT,
+        # <datapool>/experiments/<exp>/reports/report.md -> <datapool>
+        datapool=lambda w, output: os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(output[0])))),
     log:
         f"{ROOT}/logs/report.log",
     conda:
         "../envs/report.yaml"
     shell:
-        "python -m llmrunner.report experiment --root {params.root:q} --out {output:q} > {log:q} 2>&1"
+        "python -m llmrunner.report experiment --root {params.root:q} --datapool {params.datapool:q}"
+        " --out {output:q} > {log:q} 2>&1"
 
 
 rule report_compare:

@@ -1,6 +1,8 @@
 # udatasets: raw records of any shape -> the unified schema, validated, cleaned, de-duplicated.
 # Scatter/gather: udatasets_shard (shard i of n of one dataset: per-record work, in parallel) ->
 # udatasets_clean (one per dataset: de-dup across the datasets of its kind, outputs, stats).
+# Decontamination (`decontaminate`) happens in the map jobs, against the listed eval sets (their files are
+# inputs); the contamination report checks every training dataset against every registered set.
 
 
 rule udatasets:
@@ -13,6 +15,7 @@ rule udatasets_shard:
         raw=f"{ROOT}/data/raw/{{kind}}/{{dataset}}",
         adapter=lambda w: RUN.udatasets_adapter_inputs(w.exp, w.kind, w.dataset),
         tokenizer=lambda w: RUN.udatasets_tokenizer(w.exp),
+        evalsets=lambda w: RUN.evalset_inputs(exp(w).steps["udatasets"]["decontaminate"]),
     output:
         temp(f"{ROOT}/data/processed/{{kind}}/.shards/{{dataset}}.{{shard}}-of-{{shards}}.jsonl"),
     wildcard_constraints:
@@ -21,6 +24,7 @@ rule udatasets_shard:
     params:
         settings=lambda w: RUN.udatasets_settings_json(w.exp, w.kind, w.dataset, job="shard"),
         tokenizer=lambda w: "".join(RUN.udatasets_tokenizer(w.exp)),
+        evalsets=lambda w: RUN.evalsets_json(exp(w).steps["udatasets"]["decontaminate"]),
     threads: lambda w: RUN.threads(w.exp, "udatasets")
     log:
         f"{ROOT}/logs/udatasets_shard.{{kind}}.{{dataset}}.{{shard}}-of-{{shards}}.log",
@@ -31,7 +35,8 @@ rule udatasets_shard:
     shell:
         "python -m llmrunner.udatasets shard --kind {wildcards.kind} --input {input.raw:q}"
         " --dataset {wildcards.dataset} --shard {wildcards.shard} --shards {wildcards.shards} --out {output:q}"
-        " --settings {params.settings:q} --tokenizer={params.tokenizer:q} --workers {threads} > {log:q} 2>&1"
+        " --settings {params.settings:q} --tokenizer={params.tokenizer:q} --evalsets {params.evalsets:q}"
+        " --workers {threads} > {log:q} 2>&1"
 
 
 rule udatasets_clean:
@@ -53,3 +58,25 @@ rule udatasets_clean:
     shell:
         "python -m llmrunner.udatasets gather --kind {wildcards.kind} --shard-files {input:q}"
         " --out {output.data:q} --settings {params.settings:q} > {log:q} 2>&1"
+
+
+rule contamination:
+    input:
+        data=lambda w: [exp(w).tokenize_input(k, d) for k in ("cpt", "sft") for d in exp(w).datasets(k)],
+        evalsets=lambda w: RUN.evalset_inputs(exp(w).contamination_sets()),
+    output:
+        f"{ROOT}/reports/contamination.json",
+    params:
+        datasets=lambda w: exp(w).contamination_datasets(),
+        evalsets=lambda w: RUN.evalsets_json(exp(w).contamination_sets()),
+        ngram=lambda w: exp(w).steps["udatasets"]["decontaminate_ngram"],
+        min_words=lambda w: exp(w).steps["udatasets"]["decontaminate_min_words"],
+    log:
+        f"{ROOT}/logs/contamination.log",
+    benchmark:
+        f"{ROOT}/benchmarks/contamination.tsv"
+    conda:
+        "../envs/udatasets.yaml"
+    shell:
+        "python -m llmrunner.udatasets contamination --datasets {params.datasets:q} --evalsets {params.evalsets:q}"
+        " --ngram {params.ngram} --min-words {params.min_words} --out {output:q} > {log:q} 2>&1"

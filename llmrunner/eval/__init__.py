@@ -1,1 +1,1 @@
-"""eval: score an HF model folder with lm-evaluation-harness on local tasks (held-out perplexity, multiple choice)."""
+"""eval: score an HF model folder on the registered eval sets (config/evalsets/) with lm-evaluation-harness."""

@@ -1,33 +1,56 @@
-"""python -m llmrunner.eval --model HF_DIR --out reports/eval/<stage>/results.json --settings JSON"""
+"""python -m llmrunner.eval --model HF_DIR --stage base|cpt|sft --out reports/eval/<stage>/results.json
+--settings JSON --evalsets JSON --datapool DATAPOOL [--threads N]"""
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import asdict
 from pathlib import Path
 
 from llmrunner.cli import parse_settings, run_main
+from llmrunner.errors import LLMRunnerError
 from llmrunner.eval.core import evaluate_model, write_results
 from llmrunner.eval.settings import EvalSettings
-from llmrunner.eval.tasks import TASK_DATA_KEY
+from llmrunner.evalsets import EvalSet, write_version_record
+
+
+def parse_evalsets(text: str) -> list[EvalSet]:
+    """The sets to score, as the rule passes them: a JSON list of EvalSet.to_dict() (RUN.evalsets_json)."""
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise LLMRunnerError(f"--evalsets is not valid JSON ({err}); pass RUN.evalsets_json(names)") from None
+    if not isinstance(values, list) or not values or not all(isinstance(v, dict) and "name" in v for v in values):
+        raise LLMRunnerError("--evalsets must be a non-empty JSON list of eval sets ({name, kind, ...})")
+    return [EvalSet.from_dict(v["name"], {k: x for k, x in v.items() if k != "name"}) for v in values]
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m llmrunner.eval", description=__doc__)
     parser.add_argument("--model", required=True, type=Path, help="HF model folder (config, safetensors, tokenizer)")
+    parser.add_argument("--stage", required=True, choices=("base", "cpt", "sft"),
+                        help="which model this is: sft prompts generation sets through the chat template")
     parser.add_argument("--out", required=True, type=Path,
-                        help="results.json to write; lm-eval's own files go beside it")
+                        help="results.json to write; lm-eval's own files and items/<set>.jsonl go beside it")
     parser.add_argument("--settings", default="{}", help="the eval step's validated config as JSON")
+    parser.add_argument("--evalsets", required=True, help="the sets to score: JSON list of EvalSet.to_dict()")
+    parser.add_argument("--datapool", required=True, type=Path,
+                        help="datapool folder: each scored set version is recorded under evalsets/<name>/")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (the Snakemake job's threads); overrides settings.threads")
     args = parser.parse_args(argv)
 
     settings = EvalSettings.from_dict(parse_settings(args.settings))
-    task_files = {task: Path(getattr(settings, TASK_DATA_KEY[task])) for task in settings.tasks}
+    evalsets = parse_evalsets(args.evalsets)
     threads = args.threads or settings.threads
     args.out.unlink(missing_ok=True)  # a failed run must not leave the previous results looking current
-    output = evaluate_model(args.model, args.out.parent, task_files, batch_size=settings.batch_size,
-                            max_length=settings.max_length, limit=settings.limit, threads=threads)
-    write_results(args.out, args.model, output, asdict(settings) | {"threads": threads})
+    output, scored = evaluate_model(args.model, args.out.parent, evalsets, args.stage,
+                                    batch_size=settings.batch_size, max_length=settings.max_length,
+                                    dtype=settings.dtype, limit=settings.limit, threads=threads)
+    for evalset in evalsets:
+        result = scored[evalset.name]
+        write_version_record(str(args.datapool), evalset, result.summary["version"], result.ids)
+    write_results(args.out, args.model, args.stage, output, scored, asdict(settings) | {"threads": threads})
 
 
 if __name__ == "__main__":

@@ -1,14 +1,16 @@
-"""Per-item scores: `reports/eval/<stage>/items/<task>.jsonl`, one line per eval item, so that two models scored
-on the same items can be compared item by item (paired comparisons, the items that flipped).
+"""Per-item scores: `reports/eval/<stage>/items/<set>.jsonl`, one line per item scored, in set order, so that
+two models scored on the same items can be compared item by item (paired comparisons, the items that flipped)
+and a grown set's earlier versions can be scored again from these lines.
 
-A line is `{"id", "doc_id", "score", "metrics"}`: `id` is the item's own `id` field when it has one, else the
-first 16 hex digits of lm-eval's sha256 of the item (`doc_hash`), so it follows the item's content, not its
-position. `score` is the task's main per-item number: bits per byte for perplexity tasks, else the first metric
-(acc for multiple choice). Perplexity tasks also keep the item's log-likelihood and its byte and word counts,
-which aggregate exactly as lm-eval does (sums, not a mean of per-item values).
+A line is `{"id", "score", "metrics"}`, plus `"output"` (the generated text) for generation sets. `id` is the
+item's id (evalsets.read_items) for our own sets, the first 16 hex digits of lm-eval's `doc_hash` for lm_eval
+sets. `score` is the set's main per-item number (`main_metric`). Perplexity items keep their log-likelihood and
+byte and word counts, which aggregate exactly as lm-eval does (sums, not a mean of per-item values), so
+`evalsets.aggregate` of a set's lines is its score.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -18,10 +20,17 @@ ITEMS_DIR = "items"
 PERPLEXITY_UNITS = {"bits_per_byte": "bytes", "byte_perplexity": "bytes", "word_perplexity": "words"}
 
 
-def item_record(sample: dict) -> dict:
-    """One item's line from one of lm-eval's logged samples."""
-    doc = sample.get("doc")
-    given = doc.get("id") if isinstance(doc, dict) else None
+def main_metric(metric_names: list[str]) -> str:
+    """A task's main per-item metric: its first, except that a perplexity task is scored in bits per byte
+    (the one perplexity measure that compares across tokenizers and sums over items)."""
+    if metric_names[0] in PERPLEXITY_UNITS and {"bits_per_byte", "byte_perplexity"} & set(metric_names):
+        return "bits_per_byte"
+    return metric_names[0]
+
+
+def item_metrics(sample: dict) -> dict[str, float]:
+    """The numeric per-item metrics of one of lm-eval's logged samples; a perplexity pair (log-likelihood,
+    units) becomes `loglikelihood` and its unit count, plus the item's own `bits_per_byte`."""
     metrics: dict[str, float] = {}
     for name in sample["metrics"]:
         value = sample.get(name)
@@ -32,22 +41,29 @@ def item_record(sample: dict) -> dict:
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             metrics[name] = float(value)
     if "bytes" in metrics:
-        score = -metrics["loglikelihood"] / metrics["bytes"] / math.log(2) if metrics["bytes"] else math.nan
-        metrics = {"bits_per_byte": score, **metrics}
-    else:
-        score = next(iter(metrics.values()), math.nan)
-    return {"id": str(given) if isinstance(given, (str, int)) else sample["doc_hash"][:16],
-            "doc_id": sample["doc_id"], "score": score, "metrics": metrics}
+        bpb = -metrics["loglikelihood"] / metrics["bytes"] / math.log(2) if metrics["bytes"] else math.nan
+        metrics = {"bits_per_byte": bpb, **metrics}
+    return metrics
 
 
-def write_items(out_dir: Path, samples: dict[str, list[dict]]) -> dict[str, Path]:
-    """`out_dir/items/<task>.jsonl` for every task's logged samples, in item order; returns the files."""
-    folder = out_dir / ITEMS_DIR
+def item_record(sample: dict, item_id: str, main: str, with_output: bool) -> dict:
+    """One item's line from one of lm-eval's logged samples."""
+    metrics = item_metrics(sample)
+    record = {"id": item_id, "score": metrics.get(main, math.nan), "metrics": metrics}
+    if with_output:
+        record["output"] = sample["filtered_resps"][0]
+    return record
+
+
+def lm_eval_version(doc_hashes: list[str]) -> str:
+    """An lm_eval set's version: the first 12 hex digits of the sha256 of its scored items' lm-eval doc
+    hashes, in order (lm-eval reads the items, so their hashes are what we know of them)."""
+    return hashlib.sha256("\n".join(doc_hashes).encode("ascii")).hexdigest()[:12]
+
+
+def write_items(folder: Path, name: str, records: list[dict]) -> Path:
+    """`folder/<name>.jsonl`, one line per record."""
     folder.mkdir(parents=True, exist_ok=True)
-    written = {}
-    for task, task_samples in samples.items():
-        path = folder / f"{task}.jsonl"
-        records = sorted((item_record(s) for s in task_samples), key=lambda r: r["doc_id"])
-        path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-        written[task] = path
-    return written
+    path = folder / f"{name}.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    return path

@@ -15,26 +15,23 @@ class EvalSettings:
     """Models to evaluate (base, cpt, sft); None: base plus every trained stage that is on. Chooses the
     jobs (the workflow reads it), never what one job writes."""
 
-    tasks: list[str]
-    """Built-in local tasks to run: `heldout_ppl` (rolling log-likelihood on held-out text: word and
-    byte perplexity, bits per byte) and `wordnet_mc` (4-way multiple choice: acc, acc_norm)."""
-
-    heldout: str
-    """JSONL file with one `{"text": ...}` per line; needed by `heldout_ppl`."""
-
-    mc: str
-    """JSONL file of `{"word", "pos", "choices": [4 strings], "label": 0-3}` items; needed by `wordnet_mc`."""
+    sets: list[str] | None
+    """Registered eval sets to score (config/evalsets/<name>.yaml); None: every registered set. The
+    workflow resolves the names and hands the job the sets themselves (`--evalsets`)."""
 
     batch_size: int
     """Sequences per forward pass."""
 
     max_length: int
-    """Context window in tokens; longer held-out documents are scored in rolling windows of this size
+    """Context window in tokens; longer perplexity documents are scored in rolling windows of this size
     (at most the model's max_position_embeddings, checked when the config loads)."""
 
+    dtype: str
+    """auto, float32, bfloat16 or float16: the dtype the model is loaded in (`resolve_dtype`)."""
+
     limit: int | None
-    """Score only the first N items of each task (None: all). For quick runs; results are then not
-    comparable with full runs."""
+    """Score only the first N items of each set (None: all). For quick runs; the version recorded is that
+    of the items scored, so results on a limit are never mixed with full runs."""
 
     threads: int
     """CPU threads for torch (`torch.set_num_threads`); the entry point's `--threads` overrides it."""

@@ -10,18 +10,23 @@ import logging
 import math
 import os
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 
 from llmrunner.errors import StageError
+from llmrunner.evalsets import aggregate, recorded_versions
+from llmrunner.report.paired import holds, paired_delta, read_records, subset, verdict
 from llmrunner.report.plots import plot_losses
 
 log = logging.getLogger(__name__)
 
 EVAL_STAGES = ("base", "cpt", "sft")
 TRAIN_STAGES = ("cpt", "sft")
+# the paired differences a report shows, (later, earlier): Δ = later − earlier
+PAIRS = (("cpt", "base"), ("sft", "cpt"), ("sft", "base"))
 MISSING = "—"
 OFF = "stage off"
-# direction marks for the metrics the built-in eval tasks produce
+# direction marks for lm-eval's aggregate metrics (a set's main metric says its own direction)
 ARROWS = {"acc": "↑", "acc_norm": "↑", "word_perplexity": "↓", "byte_perplexity": "↓", "bits_per_byte": "↓"}
 LEGEND = f"\"{OFF}\": the stage left no output (switched off, or not run yet); \"{MISSING}\": value not recorded."
 
@@ -140,17 +145,6 @@ def metric_cell(metrics: dict, name: str) -> str:
 
 def metric_label(name: str) -> str:
     return f"{name} {ARROWS[name]}" if name in ARROWS else name
-
-
-def metric_names(results: list[dict | None]) -> list[tuple[str, str]]:
-    """(task, metric) pairs across several results.json, in first-seen order, standard errors left out."""
-    seen: dict[tuple[str, str], None] = {}
-    for result in results:
-        for task, metrics in ((result or {}).get("tasks") or {}).items():
-            for name in metrics:
-                if not name.endswith("_stderr"):
-                    seen[(task, name)] = None
-    return list(seen)
 
 
 # ---------------------------------------------------------------- experiment report
@@ -274,26 +268,205 @@ def _parity_section(root: Path) -> list[str]:
     return ["## Conversion parity", "", md_table(headers, rows), ""]
 
 
-def _eval_section(evals: dict[str, dict | None]) -> list[str]:
+# ---------------------------------------------------------------- eval sets: scores, versions, Δ
+
+@dataclass(frozen=True)
+class Scored:
+    """One model's score on one version of a set: as its eval scored it, or recomputed from its items on
+    the items of an earlier version of the set (a grown set), so that it can be set against older runs."""
+
+    model: str
+    version: str | None
+    items: int | None
+    score: float | None
+    records: list[dict] | None
+    recomputed: bool
+    chat_template: bool | None
+
+
+def set_summaries(results: dict[str, dict | None]) -> dict[str, dict[str, dict]]:
+    """{set: {model: results.json's "sets" entry}} over the models' results, sets in first-seen order."""
+    found: dict[str, dict[str, dict]] = {}
+    for model, result in results.items():
+        for name, summary in ((result or {}).get("sets") or {}).items():
+            if isinstance(summary, dict):
+                found.setdefault(name, {})[model] = summary
+    return found
+
+
+def items_file(root: Path, stage: str, name: str) -> Path:
+    """The eval step's per-item scores of set `name` for `stage`."""
+    return root / "reports" / "eval" / stage / "items" / f"{name}.jsonl"
+
+
+def version_ids(datapool: Path | None, name: str, scored: list[tuple[dict, list[dict] | None]]) -> dict[str, list]:
+    """{version: item ids} of set `name`: the versions the eval step recorded under the datapool, and those of
+    the given (summary, records) whose items files tell their ids."""
+    versions: dict[str, list] = {}
+    if datapool is not None:
+        try:
+            versions = {r["version"]: r["ids"] for r in recorded_versions(str(datapool), name)}
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            log.warning("skipping the recorded versions of %s: %s", name, err)
+    for summary, records in scored:
+        if records and summary.get("version") and summary["version"] not in versions:
+            versions[summary["version"]] = [r["id"] for r in records]
+    return versions
+
+
+def scores_of(model: str, summary: dict, records: list[dict] | None, versions: dict[str, list]) -> list[Scored]:
+    """The model's score on the version it was scored on, then on each smaller version of `versions` whose
+    items it holds all of (recomputed from its items)."""
+    version, template = summary.get("version"), summary.get("chat_template")
+    score = summary.get("score") if _is_number(summary.get("score")) else None
+    found = [Scored(model, version, summary.get("items"), score, records, False, template)]
+    for earlier, ids in versions.items():
+        if records and earlier != version and len(ids) < len(records) and holds(records, ids):
+            part = subset(records, ids)
+            found.append(Scored(model, earlier, len(part), aggregate(part), part, True, template))
+    return found
+
+
+def version_blocks(scored: list[Scored]) -> dict[str | None, list[Scored]]:
+    """Scores grouped by version: the versions the models were scored on first, then the earlier versions
+    recomputed from their items (most items first). Only scores of one version are ever set side by side."""
+    own = list(dict.fromkeys(s.version for s in scored if not s.recomputed))
+    earlier = sorted({s.version for s in scored if s.recomputed} - set(own),
+                     key=lambda v: -max(s.items or 0 for s in scored if s.version == v))
+    return {v: [s for s in scored if s.version == v] for v in own + earlier}
+
+
+def delta_of(a: Scored, b: Scored) -> dict:
+    """b − a on one version: the paired bootstrap when both left per-item scores, else the bare difference."""
+    if a.records and b.records:
+        return paired_delta(a.records, b.records)
+    delta = b.score - a.score if a.score is not None and b.score is not None else None
+    return {"delta": delta, "low": None, "high": None, "excludes_zero": False, "items": None}
+
+
+def block_deltas(block: list[Scored]) -> list[tuple[str, dict]]:
+    """("cpt − base", Δ) for each pair of PAIRS that the block scores."""
+    by_model = {s.model: s for s in block}
+    return [(f"{b} − {a}", delta_of(by_model[a], by_model[b])) for b, a in PAIRS
+            if a in by_model and b in by_model]
+
+
+def signed(value: float | None) -> str:
+    return MISSING if value is None else f"{value:+.4g}"
+
+
+def interval_cell(result: dict) -> str:
+    if result["low"] is None:
+        return "no per-item scores" if result["delta"] is not None else MISSING
+    return f"[{signed(result['low'])}, {signed(result['high'])}]"
+
+
+def result_cell(result: dict, higher_is_better: bool | None) -> str:
+    """The mark of a Δ whose interval excludes zero: **better** or **worse** (the first model of the pair)."""
+    if result["low"] is None:
+        return MISSING
+    word = verdict(result, higher_is_better)
+    return f"**{word}**" if result["excludes_zero"] else word
+
+
+def direction(summary: dict) -> str:
+    """The set's main metric with its arrow (↑ higher is better, ↓ lower is better)."""
+    hib = summary.get("higher_is_better")
+    arrow = "" if not isinstance(hib, bool) else " ↑" if hib else " ↓"
+    return f"{summary.get('metric') or 'score'}{arrow}"
+
+
+def version_cell(version: str | None, recomputed: bool) -> str:
+    label = f"`{version}`" if version else MISSING
+    return f"{label} (earlier)" if recomputed else label
+
+
+def _set_table(name: str, summaries: dict[str, dict], scored: list[Scored]) -> list[str]:
+    first = next(iter(summaries.values()))
+    hib = first.get("higher_is_better") if isinstance(first.get("higher_is_better"), bool) else None
+    rows, paired = [], {}
+    for version, block in version_blocks(scored).items():
+        earlier = all(s.recomputed for s in block)
+        for s in block:
+            label = f"{s.model} (recomputed)" if s.recomputed else s.model
+            template = MISSING if s.chat_template is None else "yes" if s.chat_template else "no"
+            rows.append([version_cell(version, earlier), label, s.items, s.score, "", "", template])
+        for label, result in block_deltas(block):
+            paired.setdefault(label, version)
+            rows.append([version_cell(version, earlier), label, result["items"], signed(result["delta"]),
+                         interval_cell(result), result_cell(result, hib), ""])
+    headers = ["version", "model / Δ", "items", direction(first), "95% interval", "result", "chat template"]
+    lines, notes = [f"### {name} ({first.get('kind', MISSING)})", "", md_table(headers, rows), ""], []
+    for b, a in PAIRS:
+        va, vb = (summaries[m].get("version") if m in summaries else None for m in (a, b))
+        if a in summaries and b in summaries and va != vb:
+            shared = paired.get(f"{b} − {a}")
+            where = f"compared only on the items of `{shared}` (rows above)" if shared else "not compared"
+            notes.append(f"- {b} and {a} were scored on different versions (`{vb}`, `{va}`): {where}.")
+    lines += notes + [""] if notes else []
+    metrics = list(dict.fromkeys(k for s in summaries.values() for k in (s.get("metrics") or {})
+                                 if not k.endswith("_stderr")))
+    if metrics:
+        rows = [[model, *[metric_cell(s.get("metrics") or {}, k) for k in metrics]] for model, s in summaries.items()]
+        lines += ["lm-eval's aggregate metrics:", "", md_table(["model", *map(metric_label, metrics)], rows), ""]
+    return lines
+
+
+def experiment_scores(root: Path, results: dict[str, dict | None],
+                      datapool: Path | None) -> dict[str, tuple[dict[str, dict], list[Scored]]]:
+    """{set: ({stage: summary}, scores)} for an experiment's stages, earlier versions recomputed."""
+    found = {}
+    for name, summaries in set_summaries(results).items():
+        records = {stage: read_records(items_file(root, stage, name)) for stage in summaries}
+        versions = version_ids(datapool, name, [(summaries[s], records[s]) for s in summaries])
+        scored = [x for stage, s in summaries.items() for x in scores_of(stage, s, records[stage], versions)]
+        found[name] = (summaries, scored)
+    return found
+
+
+def _contamination_section(root: Path) -> list[str]:
+    """The training data × eval set pairs with hits in reports/contamination.json, or that there are none."""
+    path = root / "reports" / "contamination.json"
+    lines = ["## Contamination (training data vs eval sets)", ""]
+    report = read_json(path) if path.is_file() else None
+    if report is None:
+        return lines + [f"{OFF}: no `reports/contamination.json`.", ""]
+    pairs = report.get("pairs") if isinstance(report.get("pairs"), list) else []
+    hits = [p for p in pairs if isinstance(p, dict) and _is_number(p.get("records_hit")) and p["records_hit"] > 0]
+    ngram = f"runs of {report['ngram']} words" if _is_number(report.get("ngram")) else "word n-grams"
+    if not hits:
+        return lines + [f"No overlap found between the training data and the eval sets ({ngram}; {len(pairs)} "
+                        f"dataset × set pairs checked).", ""]
+    keys = list(dict.fromkeys(k for p in hits for k in p))
+    rows = [[", ".join(map(str, p[k][:5])) if isinstance(p.get(k), list) else p.get(k) for k in keys] for p in hits]
+    return lines + [f"Training records that share {ngram} with an eval set's items (pairs with no hit left out):",
+                    "", md_table(keys, rows), ""]
+
+
+def _eval_section(root: Path, evals: dict[str, dict | None], datapool: Path | None) -> list[str]:
     lines = ["## Evaluation", ""]
     if not any(evals.values()):
         return lines + [f"{OFF}: no `reports/eval/*/results.json`.", ""]
-    names = metric_names(list(evals.values()))
-    rows = []
-    for task in dict.fromkeys(task for task, _ in names):
-        for name in (n for t, n in names if t == task):
-            cells = [metric_cell((r.get("tasks") or {}).get(task, {}), name) if r else OFF for r in evals.values()]
-            rows.append([task, metric_label(name), *cells])
-        counts = [((r or {}).get("n_samples") or {}).get(task) or {} for r in evals.values()]
-        rows.append([task, "samples", *[f"{fmt(n.get('effective'))} of {fmt(n.get('original'))}" if r else OFF
-                                        for n, r in zip(counts, evals.values())]])
-    lines += [md_table(["task", "metric", *evals], rows), "", "Models evaluated:", ""]
-    lines += [f"- {stage}: `{r.get('model', MISSING)}`" for stage, r in evals.items() if r]
+    lines += ["One table per eval set: each model's score on the set version it was scored on, then the paired "
+              "differences Δ = later − earlier with their 95% bootstrap interval (docs/reports.md); **better** or "
+              "**worse** only where the interval excludes 0. Rows marked (recomputed) score an earlier version "
+              "of a grown set on that version's items.", ""]
+    scores = experiment_scores(root, evals, datapool)
+    for name, (summaries, scored) in scores.items():
+        lines += _set_table(name, summaries, scored)
+    if not scores:
+        lines += ["No eval set scores in results.json (`sets`).", ""]
+    lines += ["Models evaluated (per-item scores: `reports/eval/<stage>/items/<set>.jsonl`):", ""]
+    for stage, r in evals.items():
+        if r:
+            limit = (r.get("config") or {}).get("limit")
+            lines.append(f"- {stage}: `{r.get('model', MISSING)}`" + (f" (limit {limit})" if limit else ""))
     return lines + [""]
 
 
-def experiment_report(root: Path, out: Path) -> str:
-    """Write `out` (Markdown) and `loss.png` beside it for the experiment at `root` (its DATAPOOL_ROOT)."""
+def experiment_report(root: Path, out: Path, datapool: Path | None) -> str:
+    """Write `out` (Markdown) and `loss.png` beside it for the experiment at `root` (its DATAPOOL_ROOT);
+    `datapool` holds the recorded eval set versions (None: only the versions the stages were scored on)."""
     if not root.is_dir():
         raise StageError(f"report: experiment folder {root} does not exist; pass the experiment's DATAPOOL_ROOT "
                          f"(<datapool>/experiments/<exp>) as --root")
@@ -302,7 +475,7 @@ def experiment_report(root: Path, out: Path) -> str:
     lines = [f"# Experiment report: {root.name}", "", f"DATAPOOL_ROOT: `{root}`. {LEGEND}", ""]
     lines += _data_section(root) + _tokenize_section(root)
     lines += _training_section(curves, os.path.relpath(png, out.parent))
-    lines += _parity_section(root) + _eval_section(read_eval(root))
+    lines += _parity_section(root) + _contamination_section(root) + _eval_section(root, read_eval(root), datapool)
     text = "\n".join(lines).rstrip() + "\n"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
@@ -312,30 +485,72 @@ def experiment_report(root: Path, out: Path) -> str:
 # ---------------------------------------------------------------- comparison
 
 def compare_report(datapool: Path, experiments: list[str], out: Path) -> str:
-    """Write `out`: one row per experiment × stage, eval metrics side by side plus final losses."""
+    """Write `out`: one row per experiment × stage with its final losses and a column per eval set version
+    (never two versions in one column), then each experiment's paired differences."""
     roots = {exp: datapool / "experiments" / exp for exp in experiments}
     evals = {exp: read_eval(root) for exp, root in roots.items()}
-    names = metric_names([r for stages in evals.values() for r in stages.values()])
-    rows = []
+    sets = {exp: experiment_scores(roots[exp], evals[exp], datapool) for exp in experiments}
+    # columns: every (set, version) some experiment was scored on, fewest items (earliest) first
+    columns: dict[tuple[str, str | None], tuple[int, str]] = {}
+    for found in sets.values():
+        for name, (summaries, scored) in found.items():
+            for s in scored:
+                if not s.recomputed:
+                    size = max(s.items or 0, columns.get((name, s.version), (0, ""))[0])
+                    columns[(name, s.version)] = (size, direction(summaries[s.model]))
+    order = list(dict.fromkeys(name for name, _ in columns))
+    keys = sorted(columns, key=lambda k: (order.index(k[0]), columns[k][0]))
+    rows, recomputed = [], False
     for exp, root in roots.items():
         for stage in EVAL_STAGES:
             result = evals[exp][stage]
             curve = read_training_log(metrics_log(root, stage)) if stage in TRAIN_STAGES else None
             if result is None and curve is None:
-                rows.append([exp, stage, *[OFF] * (3 + len(names))])
+                rows.append([exp, stage, *[OFF] * (3 + len(keys))])
                 continue
             losses = [_last(curve["loss"]), _last(curve["val_loss"])] if curve else [MISSING, MISSING]
-            metrics = [metric_cell((result.get("tasks") or {}).get(t, {}), n) if result else MISSING
-                       for t, n in names]
+            cells = []
+            for name, version in keys:
+                mine = [s for s in sets[exp].get(name, ({}, []))[1] if s.model == stage and s.version == version]
+                recomputed |= bool(mine) and mine[0].recomputed
+                cells.append(MISSING if not mine else f"{fmt(mine[0].score)}{' *' if mine[0].recomputed else ''}")
             # results from runs with different limits are not comparable: show the limit beside them
             limit = ((result.get("config") or {}).get("limit") or "all") if result else MISSING
-            rows.append([exp, stage, *losses, *metrics, limit])
+            rows.append([exp, stage, *losses, *cells, limit])
     headers = ["experiment", "stage", "final train loss", "final val loss",
-               *[f"{t} {metric_label(n)}" for t, n in names], "eval limit"]
+               *[f"{name} {columns[(name, v)][1]} {version_cell(v, False)} ({columns[(name, v)][0]} items)"
+                 for name, v in keys], "eval limit"]
     lines = [f"# Experiment comparison: {', '.join(experiments)}", "", f"Datapool: `{datapool}`. {LEGEND}",
              "", md_table(headers, rows), ""]
+    if recomputed:
+        lines += ["\\*: recomputed on this version's items from a run scored on a later (grown) version of the set.",
+                  ""]
+    lines += _compare_deltas(sets, set(keys))
     lines += [f"- {exp}: no folder `{root}`" for exp, root in roots.items() if not root.is_dir()]
     text = "\n".join(lines).rstrip() + "\n"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     return text
+
+
+def _compare_deltas(sets: dict[str, dict[str, tuple[dict, list[Scored]]]],
+                    columns: set[tuple[str, str | None]]) -> list[str]:
+    """Each experiment's paired differences between its stages, on the versions the page has columns for."""
+    rows = []
+    for exp, found in sets.items():
+        for name, (summaries, scored) in found.items():
+            first = next(iter(summaries.values()))
+            hib = first.get("higher_is_better") if isinstance(first.get("higher_is_better"), bool) else None
+            for version, block in version_blocks(scored).items():
+                if (name, version) not in columns:
+                    continue
+                for label, result in block_deltas(block):
+                    earlier = all(s.recomputed for s in block)
+                    rows.append([exp, name, version_cell(version, earlier), label, result["items"],
+                                 signed(result["delta"]), interval_cell(result), result_cell(result, hib)])
+    if not rows:
+        return []
+    headers = ["experiment", "set", "version", "Δ", "items", "value", "95% interval", "result"]
+    return ["## Paired differences between stages", "",
+            "Δ = later − earlier on the same items, 95% paired bootstrap interval; **better** or **worse** only "
+            "where the interval excludes 0 (docs/reports.md).", "", md_table(headers, rows), ""]

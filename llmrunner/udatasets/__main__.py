@@ -9,6 +9,14 @@ reads the shard files of the datasets before it too, for de-dup across datasets)
     python -m llmrunner.udatasets shard --kind K --input RAW --dataset NAME --shard I --shards N
         --out SHARD_FILE --settings JSON [--workers N] [--tokenizer HF_DIR]
     python -m llmrunner.udatasets gather --kind K --shard-files FILE... --out OUT.jsonl --settings JSON
+
+The one-process and shard forms take `--evalsets JSON` (a list of EvalSet.to_dict()) when the settings list
+sets to `decontaminate`. The contamination report of an experiment (decontaminate.py), every training dataset
+(a processed file, or a raw folder when udatasets is off) against every set given:
+
+    python -m llmrunner.udatasets contamination --datasets KIND:NAME=PATH... --evalsets JSON --ngram N
+        --min-words M
+        --out reports/contamination.json
 """
 from __future__ import annotations
 
@@ -19,6 +27,7 @@ from pathlib import Path
 from llmrunner.cli import parse_settings, run_main
 from llmrunner.jsonl import resolve_inputs
 from llmrunner.udatasets.core import clean_documents, gather_shards, write_shard
+from llmrunner.udatasets.decontaminate import contamination_report, parse_dataset_arg, read_evalsets, write_report
 from llmrunner.udatasets.readers import RAW_SUFFIXES
 from llmrunner.udatasets.settings import UdatasetsSettings
 
@@ -26,6 +35,14 @@ from llmrunner.udatasets.settings import UdatasetsSettings
 def parser_for(form: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"python -m llmrunner.udatasets{'' if form == 'one' else ' ' + form}",
                                      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if form == "contamination":
+        parser.add_argument("--datasets", nargs="*", default=[], help="KIND:NAME=PATH of each training dataset")
+        parser.add_argument("--evalsets", required=True, help="the eval sets, a JSON list of their definitions")
+        parser.add_argument("--ngram", required=True, type=int, help="words per n-gram")
+        parser.add_argument("--min-words", required=True, type=int,
+                            help="eval texts shorter than the n-gram count whole from this many words")
+        parser.add_argument("--out", required=True, type=Path, help="reports/contamination.json")
+        return parser
     parser.add_argument("--kind", required=True, choices=["cpt", "sft"])
     parser.add_argument("--settings", default="{}", help="the step's settings as one JSON object")
     if form == "gather":
@@ -38,6 +55,8 @@ def parser_for(form: str) -> argparse.ArgumentParser:
                              + ", ".join(RAW_SUFFIXES) + ") or one file")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (the output does not change)")
     parser.add_argument("--tokenizer", default="", help="HF model folder whose tokenizer the token filters use")
+    parser.add_argument("--evalsets", default="[]",
+                        help="definitions of the eval sets that `decontaminate` lists (a JSON list)")
     if form == "one":
         parser.add_argument("--out", required=True, type=Path, help="data/processed/<kind>/<dataset>.jsonl")
         return parser
@@ -50,8 +69,13 @@ def parser_for(form: str) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    form = argv[0] if argv and argv[0] in ("shard", "gather") else "one"
+    form = argv[0] if argv and argv[0] in ("shard", "gather", "contamination") else "one"
     args = parser_for(form).parse_args(argv[1:] if form != "one" else argv)
+    if form == "contamination":
+        report = contamination_report([parse_dataset_arg(d) for d in args.datasets], read_evalsets(args.evalsets),
+                                      args.ngram, args.min_words)
+        write_report(report, args.out)
+        return
     settings = UdatasetsSettings.from_dict(parse_settings(args.settings))
     if form == "gather":
         gather_shards(args.shard_files, args.out, dedup=settings.dedup, near=settings.minhash(),
@@ -63,13 +87,14 @@ def main(argv: list[str] | None = None) -> None:
     inputs = resolve_inputs(args.input, RAW_SUFFIXES)
     if form == "one":
         dataset = args.out.name.removesuffix(".jsonl")  # the outputs are named after the dataset
-        clean_documents(inputs, args.out, settings.record_rules(args.kind, dataset, tokenizer), dedup=settings.dedup,
-                        augment=settings.augment_settings(args.kind), workers=args.workers)
+        rules = settings.record_rules(args.kind, dataset, tokenizer, args.evalsets)
+        clean_documents(inputs, args.out, rules, dedup=settings.dedup, augment=settings.augment_settings(args.kind),
+                        workers=args.workers)
         return
     if not 0 <= args.shard < args.shards:
         raise SystemExit(f"--shard must be from 0 to --shards - 1 ({args.shards - 1}), got {args.shard}")
-    write_shard(inputs, args.out, settings.record_rules(args.kind, args.dataset, tokenizer), args.dataset,
-                args.shard, args.shards, workers=args.workers)
+    rules = settings.record_rules(args.kind, args.dataset, tokenizer, args.evalsets)
+    write_shard(inputs, args.out, rules, args.dataset, args.shard, args.shards, workers=args.workers)
 
 
 if __name__ == "__main__":

@@ -146,6 +146,37 @@ def shingle_hashes(text: str, shingle_words: int) -> Iterator[np.ndarray]:
         yield _mix(_fold(tail, 1, len(tail)))
 
 
+Segment = tuple[int, int, int]  # (width, index of the first run's first word, runs)
+
+
+def word_runs(text: str, widths: tuple[int, ...]) -> Iterator[tuple[np.ndarray, list[Segment]]]:
+    """For each width w in `widths`, a 64-bit hash of every run of w consecutive words of `text` (none for a w
+    longer than the text), in blocks: (hashes, segments), the hashes of each width consecutive and in text
+    order, described by `segments`. A run's hash is the polynomial fold of its words' (mixed) hashes, not mixed
+    again: the last word's hash is uniform over 64 bits, so the fold is too, and two different runs of one width
+    collide with probability 2^-64 (their difference is a sum of odd multiples of word-hash differences).
+    Every width is folded from the one before (w vector steps for the widest w, not the sum of the widths)."""
+    widest, wanted = max(widths), set(widths)
+    tail = np.empty(0, dtype=np.uint64)  # the last words seen, which begin runs that end in the next block
+    offset = 0  # the index in the text of words[0]
+    for block in _word_hashes(text):
+        words = np.concatenate((tail, block)) if len(tail) else block
+        hashes, segments = [], []
+        folded = words  # the runs of width 1
+        for width in range(1, min(widest, len(words)) + 1):
+            if width > 1:
+                folded = folded[:-1] * _BASE + words[width - 1:]
+            first = max(len(tail) - width + 1, 0)  # runs that start before `first` ended in an earlier block
+            if width in wanted and first < len(folded):
+                hashes.append(folded[first:])
+                segments.append((width, offset + first, len(folded) - first))
+        if hashes:
+            yield (np.concatenate(hashes) if len(hashes) > 1 else hashes[0].copy()), segments
+        keep = min(widest - 1, len(words))
+        offset += len(words) - keep
+        tail = words[len(words) - keep:]
+
+
 @lru_cache(maxsize=8)
 def _permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(a, b) of the permutations h -> a*h + b mod 2^32, a odd; drawn as datasketch's affine32 scheme draws them."""

@@ -11,6 +11,7 @@ from llmrunner.udatasets.adapters import Adapter, builtin_adapter
 from llmrunner.udatasets.augment import AugmentSettings
 from llmrunner.udatasets.clean import Cleaning
 from llmrunner.udatasets.custom import custom_adapter
+from llmrunner.udatasets.decontaminate import EvalIndex, read_evalsets, read_sets
 from llmrunner.udatasets.near_dup import MinHashConfig
 from llmrunner.udatasets.shard import RecordRules
 
@@ -77,6 +78,13 @@ class UdatasetsSettings:
     """Words per shingle for near de-dup (a text with fewer words is one shingle)."""
     near_num_perm: int
     """MinHash permutations: more estimate the similarity more closely, at more time and memory."""
+    decontaminate: list[str]
+    """Eval sets (registered, not lm_eval) whose items no kept record may contain: a record sharing a word n-gram
+    with an item of one is rejected as 'contaminated:<set>' (decontaminate.py)."""
+    decontaminate_ngram: int
+    """Words per n-gram for decontamination (and the contamination report)."""
+    decontaminate_min_words: int
+    """Eval texts shorter than the n-gram count whole only from this many words."""
     augment: dict
     """SFT augmentation settings (augment.py, AugmentSettings); both fractions 0 (the default): off."""
     shards: int
@@ -126,16 +134,27 @@ class UdatasetsSettings:
         settings = AugmentSettings.from_dict(self.augment)
         return settings if settings.enabled() else None
 
-    def record_rules(self, kind: str, dataset: str, tokenizer: Path | None = None) -> RecordRules:
+    def decontamination(self, evalsets_json: str) -> EvalIndex | None:
+        """The index of the `decontaminate` sets' grams, their definitions read from `evalsets_json` (a rule's
+        --evalsets); None when the list is empty."""
+        if not self.decontaminate:
+            return None
+        return EvalIndex.build(read_sets(read_evalsets(evalsets_json, self.decontaminate)), self.decontaminate_ngram,
+                                self.decontaminate_min_words)
+
+    def record_rules(self, kind: str, dataset: str, tokenizer: Path | None = None,
+                     evalsets_json: str = "[]") -> RecordRules:
         """What happens to each record of the dataset on its own (the map side); `tokenizer`: the base model
-        folder, required when a token filter is set."""
+        folder, required when a token filter is set; `evalsets_json`: the definitions of the `decontaminate`
+        sets."""
         if self.counts_tokens() and tokenizer is None:
             raise ConfigError("udatasets: min_tokens / max_tokens are set, so the base model's tokenizer is needed: "
                               "pass --tokenizer <HF model folder> (the workflow passes the base model)")
         return RecordRules(adapter=self.make_adapter(kind, dataset), cleaning=self.cleaning(),
                            min_chars=self.min_chars, max_chars=self.max_chars, min_tokens=self.min_tokens,
                            max_tokens=self.max_tokens, tokenizer=tokenizer if self.counts_tokens() else None,
-                           txt_mode=self.txt_mode, minhash=self.minhash())
+                           txt_mode=self.txt_mode, minhash=self.minhash(),
+                           decontaminate=self.decontamination(evalsets_json))
 
     def cleaning(self) -> Cleaning:
         """The cleaning applied to each record's text after the adapter."""

@@ -1,9 +1,10 @@
 """The map half of udatasets: raw items -> one shard line each, checked, cleaned, filtered, with de-dup keys.
 
 Per item: adapter -> cleaning (clean.py) -> empty / character-length filters -> JSON encoding -> token-length
-filters, then the kept candidate's exact-dedup hash and (near de-dup on) its MinHash signature. Everything
-that depends on one record alone happens here, in parallel worker processes; de-duplication, which depends
-on every earlier record, happens in dedup.py.
+filters -> decontamination (decontaminate.py: a record that contains an eval item is rejected as
+`contaminated:<set>`, its reject line naming the items in `eval_items`), then the kept candidate's exact-dedup
+hash and (near de-dup on) its MinHash signature. Everything that depends on one record alone happens here, in
+parallel worker processes; de-duplication, which depends on every earlier record, happens in dedup.py.
 
 Shard file (`data/processed/<kind>/.shards/<dataset>.<i>-of-<n>.jsonl`, an intermediate): lines
 `<meta JSON>\\t<payload>\\n`, which split at the first tab (JSON escapes tabs and newlines inside strings):
@@ -33,6 +34,7 @@ from pathlib import Path
 from llmrunner.jsonl import Line
 from llmrunner.udatasets.adapters import Adapter
 from llmrunner.udatasets.clean import Cleaning
+from llmrunner.udatasets.decontaminate import EvalIndex
 from llmrunner.udatasets.near_dup import MinHashConfig, minhash_signature
 from llmrunner.udatasets.readers import BLANK, RawItem, iter_items, jsonl_item
 from llmrunner.udatasets.records import content_chars, contents, dedup_key, is_blank, near_dup_text
@@ -41,6 +43,7 @@ from llmrunner.udatasets.tokens import TokenCounter
 CHUNK_ITEMS = 256  # items per task sent to a worker
 CHUNK_BYTES = 4 << 20  # ... or fewer, when they hold this much raw text
 CHUNKS_IN_FLIGHT = 3  # per worker: bounds the memory held by chunks read ahead or waiting to be written
+EVAL_ITEMS_SHOWN = 5  # ids of the eval items a contaminated record's reject line names
 SIGNED_MAX = 1 << 20  # hashes a process remembers to skip signing repeated records (about 100 MiB at most)
 
 
@@ -58,6 +61,8 @@ class RecordRules:
     txt_mode: str = "document"
     minhash: MinHashConfig | None = None
     """Compute each record's MinHash signature (near de-duplication on) with this config; None: don't."""
+    decontaminate: EvalIndex | None = None
+    """Reject a record that shares a gram with an item of these eval sets ('contaminated:<set>'); None: don't."""
 
     def counts_tokens(self) -> bool:
         return self.min_tokens is not None or self.max_tokens is not None
@@ -145,6 +150,8 @@ class ChunkChecker:
                 encoded, reason = encode_record(record)
             checked.append((number, item, record if encoded else None, reason, cleaned, encoded))
         tokens = self._count_tokens([c[2] for c in checked if c[2] is not None])
+        hits = iter(rules.decontaminate.first_hits([contents(c[2]) for c in checked if c[2] is not None])
+                    if rules.decontaminate is not None else ())
         parts = []  # of the lines, joined once
         checked.reverse()
         while checked:
@@ -153,13 +160,18 @@ class ChunkChecker:
                 parts += _line_parts({"s": "b", "f": number})
                 continue
             n_tokens = next(tokens) if record is not None and self.counter else None
+            contaminated = next(hits) if record is not None and rules.decontaminate is not None else None
             if record is not None and n_tokens is not None:
                 if rules.min_tokens is not None and n_tokens < rules.min_tokens:
                     record, reason = None, "too_few_tokens"
                 elif rules.max_tokens is not None and n_tokens > rules.max_tokens:
                     record, reason = None, "too_many_tokens"
+            if record is not None and contaminated is not None:
+                record, reason = None, f"contaminated:{contaminated[0]}"
             if record is None:
                 reject = {"file": self.files[number], "line": item.number, "reason": reason, "raw": item.raw}
+                if contaminated is not None:  # which items it contains (the first few)
+                    reject["eval_items"] = contaminated[1][:EVAL_ITEMS_SHOWN]
                 parts += _line_parts({"s": "r", "f": number, "c": int(cleaned), "reason": reason},
                                      json.dumps(reject, ensure_ascii=False).encode("utf-8"))
                 continue

@@ -1,4 +1,5 @@
-"""A tiny random Qwen3 with its own byte-level BPE tokenizer, built offline in a second or two."""
+"""A tiny random Qwen3 with its own byte-level BPE tokenizer and the demo's ChatML template, built offline in
+a second or two."""
 from __future__ import annotations
 
 import json
@@ -6,13 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from llmrunner.prepare.tiny_model import CHAT_TEMPLATE
+
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "resources" / "demo"
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 
 def build_tiny_model(out: Path, texts: list[str], *, vocab_size: int, hidden: int, layers: int) -> Path:
-    """Train a byte-level BPE on `texts`, wrap it Qwen3-Base style (eos = pad = <|endoftext|>), save it
+    """Train a byte-level BPE on `texts`, wrap it Qwen3-Base style (eos = pad = <|endoftext|>, ChatML), save it
     with a random-init Qwen3ForCausalLM (tied embeddings, head_dim 32) into `out`."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -26,6 +29,7 @@ def build_tiny_model(out: Path, texts: list[str], *, vocab_size: int, hidden: in
     bpe.train_from_iterator(texts, trainer=trainer)
     tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|endoftext|>",
                                   additional_special_tokens=SPECIALS[1:], model_max_length=4096)
+    tok.chat_template = CHAT_TEMPLATE
     heads = max(2, hidden // 32)
     config = Qwen3Config(vocab_size=len(tok), hidden_size=hidden, intermediate_size=3 * hidden,
                          num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads // 2,

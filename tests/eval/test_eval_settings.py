@@ -1,54 +1,54 @@
-"""EvalSettings and the task files: every user mistake becomes one ConfigError/StageError naming the fix."""
+"""EvalSettings and the checks before a run: every user mistake becomes one ConfigError/StageError naming the fix."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-import yaml
 
 from llmrunner.errors import ConfigError, StageError
-from llmrunner.eval.core import check_model_dir
+from llmrunner.eval.core import check_model_dir, resolve_dtype
 from llmrunner.eval.settings import EvalSettings
-from llmrunner.eval.tasks import check_data_file, write_task_configs
+from llmrunner.eval.tasks import length_problems
+from llmrunner.evalsets import EvalSet
 
 
 def test_defaults_and_full_dict() -> None:
-    s = EvalSettings.from_dict({"tasks": ["heldout_ppl"], "heldout": "h.jsonl", "batch_size": 4, "limit": 10})
-    assert (s.batch_size, s.max_length, s.limit, s.threads, s.mc) == (4, 512, 10, 2, "resources/demo/mc_eval.jsonl")
+    s = EvalSettings.from_dict({"sets": ["wordnet_mc"], "batch_size": 4, "limit": 10, "dtype": "bfloat16"})
+    assert (s.sets, s.batch_size, s.max_length, s.limit, s.threads, s.dtype) == (
+        ["wordnet_mc"], 4, 512, 10, 2, "bfloat16")
+    assert EvalSettings.from_dict({}).sets is None  # every registered set
+    assert EvalSettings.from_dict({}).dtype == "auto"
 
 
 def test_problems_are_collected_into_one_error() -> None:
     with pytest.raises(ConfigError) as err:
-        EvalSettings.from_dict({"tasks": ["wordnet_mc", "mmlu"], "batch_size": 0, "limit": True})
+        EvalSettings.from_dict({"sets": [], "dtype": "fp8", "batch_size": 0, "limit": True})
     text = str(err.value)
-    for part in ("key 'tasks.1': 'mmlu' is not one of ['heldout_ppl', 'wordnet_mc']", "key 'batch_size'",
-                 "key 'limit'"):
+    for part in ("key 'sets'", "key 'dtype'", "'fp8' is not one of", "key 'batch_size'", "key 'limit'"):
         assert part in text
+    with pytest.raises(ConfigError, match="key 'sets'"):
+        EvalSettings.from_dict({"sets": ["a", "a"]})
 
 
-def test_unknown_key() -> None:
-    with pytest.raises(ConfigError, match="unknown key.*'batchsize'"):
-        EvalSettings.from_dict({"batchsize": 4})
+def test_old_keys_are_unknown() -> None:
+    with pytest.raises(ConfigError, match="unknown key.*'tasks'"):
+        EvalSettings.from_dict({"tasks": ["heldout_ppl"]})
 
 
-def test_task_yaml_has_absolute_paths(tmp_path: Path, demo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(demo)
-    write_task_configs({"wordnet_mc": Path("mc_eval.jsonl")}, tmp_path / "tasks", tmp_path / "cache")
-    config = yaml.safe_load((tmp_path / "tasks" / "wordnet_mc.yaml").read_text())
-    assert config["task"] == "wordnet_mc" and config["output_type"] == "multiple_choice"
-    assert config["dataset_kwargs"]["data_files"]["test"] == str(demo / "mc_eval.jsonl")
+def test_resolve_dtype() -> None:
+    import torch
+
+    assert resolve_dtype("float16") == "float16"
+    if not torch.cuda.is_available():
+        assert resolve_dtype("auto") == "float32"
 
 
-def test_data_file_checks(tmp_path: Path) -> None:
-    with pytest.raises(StageError, match="does not exist.*`heldout`"):
-        check_data_file("heldout_ppl", tmp_path / "missing.jsonl")
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"content": "no text key"}\n')
-    with pytest.raises(StageError, match=r"lacks field\(s\) \['text'\]"):
-        check_data_file("heldout_ppl", bad)
-    bad.write_text("")
-    with pytest.raises(StageError, match="is empty"):
-        check_data_file("heldout_ppl", bad)
+def test_answer_must_fit_max_length() -> None:
+    chat = EvalSet.from_dict("chat", {"kind": "generation", "data": "x.jsonl", "max_new_tokens": 64})
+    text = EvalSet.from_dict("text", {"kind": "perplexity", "data": "x.jsonl"})
+    assert length_problems([chat, text], 512, "8.eval.yaml") == []
+    [problem] = length_problems([chat, text], 64, "8.eval.yaml")
+    assert "config/evalsets/chat.yaml: max_new_tokens 64" in problem and "max_length 64 (8.eval.yaml)" in problem
 
 
 def test_model_dir_without_weights_lists_contents(tmp_path: Path) -> None:

@@ -1,10 +1,15 @@
-"""A fake datapool: plausible stage outputs for a full experiment and one with CPT switched off."""
+"""A fake datapool: plausible stage outputs for a full experiment and one with CPT switched off, with
+results.json "sets", per-item files and the recorded eval set versions."""
 from __future__ import annotations
 
 import json
+import math
+import random
 from pathlib import Path
 
 import pytest
+
+from llmrunner.evalsets import EvalSet, aggregate, write_version_record
 
 
 def write_json(path: Path, value: dict) -> None:
@@ -25,27 +30,81 @@ def write_metrics(path: Path, iters: int, start_loss: float, val_every: int) -> 
     path.write_text(text + '{"iteration": 99, "lo', encoding="utf-8")  # a half-written last line
 
 
-def eval_results(bpb: float, acc: float) -> dict:
-    return {"model": "/dp/model", "stage": "x", "config": {"limit": None},
-            "tasks": {"heldout_ppl": {"word_perplexity": 6.5e7, "byte_perplexity": 2 ** bpb, "bits_per_byte": bpb},
-                      "wordnet_mc": {"acc": acc, "acc_stderr": 0.019, "acc_norm": acc + 0.01,
-                                     "acc_norm_stderr": 0.02}},
-            "n_samples": {"heldout_ppl": {"original": 45, "effective": 45},
-                          "wordnet_mc": {"original": 500, "effective": 500}}}
+SETS = {"heldout_text": ("perplexity", "bits_per_byte", False, 12),
+        "wordnet_mc": ("multiple_choice", "acc", True, 40),
+        "wordnet_chat": ("generation", "chrf", True, 10)}
+# per stage: the bits per byte the held-out documents score about, and the chance of a right answer
+LEVELS = {"base": (4.0, 0.25), "cpt": (3.0, 0.3), "sft": (2.5, 0.35)}
+
+
+def item_records(name: str, stage: str, count: int) -> list[dict]:
+    """Plausible per-item lines of the eval step for `stage` on set `name` (the same items for every stage)."""
+    kind = SETS[name][0]
+    bpb, p_right = LEVELS[stage]
+    rng = random.Random(f"{name}-{stage}")
+    records = []
+    for i in range(count):
+        item_id = f"{name[:2]}{i:03d}"
+        if kind == "perplexity":
+            n_bytes = 200 + 37 * i
+            ll = -bpb * rng.uniform(0.9, 1.1) * n_bytes * math.log(2)
+            value = -ll / n_bytes / math.log(2)
+            records.append({"id": item_id, "score": value, "metrics": {
+                "bits_per_byte": value, "loglikelihood": ll, "bytes": n_bytes, "words": n_bytes // 5}})
+        elif kind == "multiple_choice":
+            acc = float(rng.random() < p_right)
+            records.append({"id": item_id, "score": acc, "metrics": {"acc": acc, "acc_norm": acc}})
+        else:
+            chrf = min(1.0, rng.uniform(0.1, 0.3) + p_right / 2)
+            records.append({"id": item_id, "score": chrf, "metrics": {"chrf": chrf}, "output": "a word"})
+    return records
+
+
+def write_items(root: Path, stage: str, name: str, records: list[dict]) -> None:
+    path = root / "reports" / "eval" / stage / "items" / f"{name}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+
+
+def set_summary(name: str, records: list[dict], version: str, chat_template: bool = False) -> dict:
+    kind, metric, higher, _ = SETS[name]
+    score = aggregate(records)
+    metrics = {"bits_per_byte": score, "word_perplexity": 6.5e7} if kind == "perplexity" else \
+        {metric: score, f"{metric}_stderr": 0.019}
+    return {"kind": kind, "version": version, "items": len(records), "metric": metric, "higher_is_better": higher,
+            "score": score, "metrics": metrics, "chat_template": chat_template}
+
+
+def write_eval(datapool: Path, root: Path, stage: str, sizes: dict[str, int] | None = None) -> dict:
+    """results.json and items files of `stage` on every set of SETS (`sizes` overrides a set's item count),
+    and the version records under the datapool. Returns {set: records}."""
+    sets, found = {}, {}
+    for name, (kind, _, _, count) in SETS.items():
+        records = item_records(name, stage, (sizes or {}).get(name, count))
+        version = f"v{len(records)}"
+        write_items(root, stage, name, records)
+        evalset = EvalSet(name, kind, "", "x.jsonl", {}, None, "acc", 32, False, None, None)
+        write_version_record(str(datapool), evalset, version, [r["id"] for r in records])
+        sets[name] = set_summary(name, records, version, chat_template=stage == "sft" and kind == "generation")
+        found[name] = records
+    write_json(root / f"reports/eval/{stage}/results.json",
+               {"model": "/dp/model", "stage": stage, "config": {"limit": None}, "sets": sets})
+    return found
 
 
 def make_experiment(root: Path, cpt: bool) -> None:
+    datapool = root.parent.parent
     write_json(root / "data/processed/sft/chat.stats.json",
                {"input": 120, "kept": 110, "rejected": {"no_assistant": 6, "empty": 2}, "duplicates": {"exact": 2}})
     write_json(root / "data/tokenized/sft/chat.stats.json",
                {"conversations": 110, "tokens": 40000, "target_tokens": 10000, "truncated": 3, "dropped": 0})
     write_json(root / "model/mg/base/parity.json",
                {"max_abs_logit_diff": 3.1e-6, "tolerance": 1e-5, "ok": True, "dtype": "float32"})
-    write_json(root / "reports/eval/base/results.json", eval_results(4.0, 0.24))
+    write_eval(datapool, root, "base")
     write_metrics(root / "model/sft_checkpoints/logs/metrics.jsonl", 20, 5.0, 10)
     write_json(root / "model/hf/sft/parity.json",
                {"max_abs_logit_diff": 4.0e-6, "tolerance": 1e-5, "ok": True, "dtype": "float32"})
-    write_json(root / "reports/eval/sft/results.json", eval_results(2.5, 0.31))
+    write_eval(datapool, root, "sft")
     if cpt:
         write_json(root / "data/processed/cpt/web.stats.json",
                    {"input": 1000, "kept": 950, "rejected": {"too_short": 30}, "duplicates": {"exact": 15, "near": 5},
@@ -62,7 +121,7 @@ def make_experiment(root: Path, cpt: bool) -> None:
         write_metrics(root / "model/cpt_checkpoints/logs/metrics.jsonl", 40, 9.0, 20)
         write_json(root / "model/hf/cpt/parity.json",
                    {"max_abs_logit_diff": 2.0e-6, "tolerance": 1e-5, "ok": True, "dtype": "float32"})
-        write_json(root / "reports/eval/cpt/results.json", eval_results(3.0, 0.27))
+        write_eval(datapool, root, "cpt")
 
 
 @pytest.fixture

@@ -70,18 +70,26 @@ def test_training_loss_falls_and_checkpoints_follow_megatron_layout(demo_run):
 
 
 def test_eval_results_for_every_stage(demo_run):
-    bpb, ids = {}, {}
+    from llmrunner.evalsets import aggregate
+
+    scores, ids, versions = {}, {}, {}
     for stage in ("base", "cpt", "sft"):
         results = json.loads((demo_run / f"reports/eval/{stage}/results.json").read_text())
-        for task in ("heldout_ppl", "wordnet_mc"):  # per-item scores of the same items in every stage
-            items = read_jsonl(demo_run / f"reports/eval/{stage}/items/{task}.jsonl")
-            assert len(items) == results["n_samples"][task]["effective"] == 40
-            ids.setdefault(task, [i["id"] for i in items])
-            assert [i["id"] for i in items] == ids[task]
-        bpb[stage] = results["tasks"]["heldout_ppl"]["bits_per_byte"]
-        assert math.isfinite(bpb[stage])
-        assert 0.0 <= results["tasks"]["wordnet_mc"]["acc"] <= 1.0
-    assert bpb["cpt"] < bpb["base"], bpb  # CPT on the same domain lowers held-out bits per byte
+        assert set(results["sets"]) == {"heldout_text", "wordnet_mc", "wordnet_chat"}
+        for name, scored in results["sets"].items():  # per-item scores of the same items, one version, every stage
+            items = read_jsonl(demo_run / f"reports/eval/{stage}/items/{name}.jsonl")
+            assert len(items) == scored["items"] == 40  # the short demo's eval limit
+            assert scored["score"] == pytest.approx(aggregate(items))
+            assert ids.setdefault(name, [i["id"] for i in items]) == [i["id"] for i in items]
+            assert versions.setdefault(name, scored["version"]) == scored["version"]
+            scores[stage, name] = scored["score"]
+        # SFT answers held-out chat through its chat template; base and CPT get the plain prompt
+        assert results["sets"]["wordnet_chat"]["chat_template"] == (stage == "sft")
+        chat = read_jsonl(demo_run / f"reports/eval/{stage}/items/wordnet_chat.jsonl")
+        assert all(isinstance(i["output"], str) and 0.0 <= i["score"] <= 1.0 for i in chat)
+        assert math.isfinite(scores[stage, "heldout_text"]) and 0.0 <= scores[stage, "wordnet_mc"] <= 1.0
+    assert scores["cpt", "heldout_text"] < scores["base", "heldout_text"], scores  # CPT lowers held-out bits/byte
+    assert scores["sft", "wordnet_chat"] > scores["base", "wordnet_chat"], scores  # SFT learned the answer format
 
 
 def table_rows(markdown: str, heading: str) -> list[list[str]]:
@@ -115,13 +123,14 @@ def test_reports_show_the_numbers_of_every_stage(demo_run):
         losses = [m["loss"] for m in read_jsonl(demo_run / f"model/{stage}_checkpoints/logs/metrics.jsonl")
                   if "loss" in m]
         assert training[stage][3] == fmt(losses[-1])
-    evals = {(r[0], r[1]): r for r in table_rows(report, "## Evaluation")}
+    evals = {r[1]: r for r in table_rows(report, "### heldout_text")}  # version, model / Δ, items, score, ...
     compare = {(r[0], r[1]): r for r in table_rows((demo_run.parents[1] / "reports/compare.md").read_text(), "# ")}
-    for i, stage in enumerate(("base", "cpt", "sft")):
-        bpb = json.loads((demo_run / f"reports/eval/{stage}/results.json").read_text())["tasks"]["heldout_ppl"][
-            "bits_per_byte"]
-        assert evals[("heldout_ppl", "bits_per_byte ↓")][2 + i].split(" ± ")[0] == fmt(bpb)
-        assert fmt(bpb) in [cell.split(" ± ")[0] for cell in compare[("demo", stage)]]
+    for stage in ("base", "cpt", "sft"):
+        scored = json.loads((demo_run / f"reports/eval/{stage}/results.json").read_text())["sets"]["heldout_text"]
+        assert evals[stage][0] == f"`{scored['version']}`" and evals[stage][3] == fmt(scored["score"]), evals[stage]
+        assert fmt(scored["score"]) in compare[("demo", stage)]
+    # the paired differences between stages, each with its interval
+    assert evals["cpt − base"][4].startswith("[") and evals["sft − cpt"][4].startswith("["), evals
     assert (demo_run / "reports/loss.png").stat().st_size > 1000
 
 
