@@ -16,6 +16,7 @@ include: "rules/convert.smk"
 include: "rules/train.smk"
 include: "rules/eval.smk"
 include: "rules/report.smk"
+include: "rules/archive.smk"
 
 
 onstart:

@@ -226,6 +226,8 @@ def _experiment_problems(exp: Experiment, pipeline_file: Path) -> list[str]:
         problems.append(f"{src}: base_model.src '{base['src']}' is not a folder. Point it at an HF model "
                         "folder (config.json + safetensors + tokenizer) or use builtin:tiny-qwen3.")
     problems += config_checks.stage_settings_problems(exp)
+    problems += config_checks.baseline_problems(exp, pipeline_file, EXPERIMENTS_DIR)
+    problems += config_checks.primary_problems(exp, pipeline_file)
     if on("eval"):
         problems += evalsets.unknown_set_problems(exp.steps["eval"]["sets"] or [], exp.evalsets,
                                                   str(exp.step_file("eval")), "sets")
@@ -306,6 +308,37 @@ class RunConfig:
     def exp(self, name: str) -> Experiment:
         return self.experiments[name]
 
+    def resolved_config_json(self, exp: str) -> str:
+        """The experiment's resolved config, {experiment, root, pipeline, steps}, for its report job to record as
+        reports/config.json: what the comparison with a baseline diffs (`root` lets it set paths that only
+        differ by the experiment's folder aside)."""
+        e = self.experiments[exp]
+        return json.dumps({"experiment": e.name, "root": e.root, "pipeline": e.pipeline, "steps": e.steps},
+                          sort_keys=True)
+
+    def baseline_inputs(self) -> list[str]:
+        """The recorded config and eval results of baselines outside this run that exist now, so that the
+        comparison is rebuilt when one of them is (a baseline in the run is there through its report)."""
+        outside = {e.pipeline["baseline"] for e in self.experiments.values()} - {None, *self.experiments}
+        files = [f"{self.datapool}/experiments/{b}/reports/{name}" for b in sorted(outside)
+                 for name in ("config.json", *(f"eval/{s}/results.json" for s in EVAL_STAGES))]
+        return [f for f in files if os.path.isfile(f)]
+
+    def archive_plan_json(self) -> str:
+        """What `snakemake archive` may keep of each experiment: {exp: {baseline, primary, config_dir,
+        config_record, data: [[kind, dataset, processed file or raw folder]], stats, adapters}}."""
+        plan = {}
+        for name, e in self.experiments.items():
+            datasets = [(k, d) for k in KINDS for d in e.datasets(k)]
+            plan[name] = {
+                "baseline": e.pipeline["baseline"], "primary": e.pipeline["primary"],
+                "config_dir": str(e.config_dir), "config_record": e.config_record(),
+                "data": [[k, d, e.tokenize_input(k, d)] for k, d in datasets],
+                "stats": [f for f in e.step_outputs("udatasets") if f.endswith(".stats.json")],
+                "adapters": sorted({f for k, d in datasets for f in self.udatasets_adapter_inputs(name, k, d)}),
+            }
+        return json.dumps(plan, sort_keys=True)
+
     def settings_json(self, exp: str, step: str) -> str:
         return json.dumps(self.experiments[exp].settings(step), sort_keys=True)
 
@@ -367,6 +400,18 @@ class RunConfig:
     def command_files(self, exp: str, step: str) -> list[str]:
         """The files hf2mg's or mg2hf's external `command` reads, so that editing one reruns the step."""
         return list(self.experiments[exp].steps[step]["command_files"])
+
+    def feedback_inputs(self, exp: str) -> list[str]:
+        """What an experiment's feedback pages read: its udatasets and eval outputs, and its baseline's when the
+        baseline is in this run (a baseline outside it is read from the datapool as found)."""
+        e = self.experiments[exp]
+        baseline = self.experiments.get(e.pipeline["baseline"])
+        return [p for side in (e, baseline) if side for step in ("udatasets", "eval") for p in side.step_outputs(step)]
+
+    def feedback_baseline_args(self, exp: str) -> list[str]:
+        """`--baseline-root <its DATAPOOL_ROOT>` for an experiment with a baseline, else nothing."""
+        baseline = self.experiments[exp].pipeline["baseline"]
+        return ["--baseline-root", f"{self.datapool}/experiments/{baseline}"] if baseline else []
 
     def evalsets_json(self, names: list[str]) -> str:
         """The named sets' definitions, for a job's params (an edited set definition reruns the job)."""

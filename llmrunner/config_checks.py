@@ -13,11 +13,13 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import yaml
+
 from llmrunner.convert.settings import PLACEHOLDERS, ConvertSettings, command_problems
 from llmrunner.errors import ConfigError
 from llmrunner.eval.settings import EvalSettings
 from llmrunner.eval.tasks import length_problems, lm_eval_task_problems
-from llmrunner.evalsets import set_file
+from llmrunner.evalsets import KIND_METRIC, set_file, unknown_set_problems
 from llmrunner.jsonl import file_problem
 from llmrunner.tokenize.settings import TokenizeCptSettings, TokenizeSftSettings
 from llmrunner.train.settings import TrainSettings
@@ -186,4 +188,66 @@ def eval_set_problems(exp: Experiment) -> list[str]:
     problems = length_problems(used, exp.steps["eval"]["max_length"], str(exp.step_file("eval")))
     if any(s.kind == "lm_eval" for s in used):
         problems += [p for s in used if s.kind == "lm_eval" for p in lm_eval_task_problems(s, str(set_file(s.name)))]
+    return problems
+
+
+def baseline_problems(exp: Experiment, pipeline_file: Path, experiments_dir: Path) -> list[str]:
+    """`baseline` names another experiment of config/experiments/ (close names suggested), not itself, and
+    following baselines from it never comes back to this one (the others' pipeline.yaml are read just for
+    `baseline`, so a baseline with config problems of its own is still named here)."""
+    baseline = exp.pipeline["baseline"]
+    if baseline is None:
+        return []
+    key = f"{pipeline_file}: baseline '{baseline}'"
+    if baseline == exp.name:
+        return [f"{key} names this experiment itself; set it to another experiment, or to null"]
+    known = sorted(p.name for p in experiments_dir.iterdir() if (p / "pipeline.yaml").is_file())
+    if baseline not in known:
+        close = difflib.get_close_matches(baseline, known, n=3, cutoff=0.6)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        return [f"{key}: no experiment {experiments_dir / baseline / 'pipeline.yaml'}; {hint}"
+                f"experiments: {', '.join(known)}"]
+    chain = [exp.name, baseline]
+    while (following := _baseline_of(experiments_dir / chain[-1] / "pipeline.yaml")) is not None:
+        if following == exp.name:
+            cycle = " → ".join((*chain, following))
+            return [f"{key}: baselines form a cycle ({cycle}); an experiment cannot be compared against one that "
+                    f"is compared against it: set one of them to another experiment, or to null"]
+        if following in chain or not (experiments_dir / following / "pipeline.yaml").is_file():
+            break  # a cycle among the others, or a missing one: their own config load names it
+        chain.append(following)
+    return []
+
+
+def _baseline_of(pipeline_file: Path) -> str | None:
+    """The `baseline` of another experiment's pipeline.yaml, or None (not set, or the file not readable:
+    that experiment's own config load says why)."""
+    try:
+        data = yaml.safe_load(pipeline_file.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    baseline = data.get("baseline") if isinstance(data, dict) else None
+    return baseline if isinstance(baseline, str) else None
+
+
+def primary_problems(exp: Experiment, pipeline_file: Path) -> list[str]:
+    """Each `primary` entry '<set>:<metric>' names a registered set that the eval step scores and a metric that
+    set's kind has (lm_eval: any; lm-eval knows its tasks' metrics)."""
+    entries = [entry.partition(":") for entry in exp.pipeline["primary"]]
+    source = f"{pipeline_file}"
+    problems = unknown_set_problems([name for name, _, _ in entries], exp.evalsets, source, "primary")
+    scored = exp.eval_sets() if exp.enabled("eval") else []
+    for name, _, metric in entries:
+        if name not in exp.evalsets:
+            continue
+        evalset = exp.evalsets[name]
+        own = KIND_METRIC[evalset.kind][0] if evalset.kind in KIND_METRIC else evalset.metric
+        if evalset.kind != "lm_eval" and metric != own:
+            problems.append(f"{source}: primary lists '{name}:{metric}', but {name} is a {evalset.kind} set, "
+                            f"whose metric is {own}: write '{name}:{own}'")
+        if name not in scored:
+            where = ("the eval step is off (steps.eval)" if not exp.enabled("eval") else
+                     f"{exp.step_file('eval')} `sets` does not list it")
+            problems.append(f"{source}: primary lists '{name}:{metric}', but {where}: score the set, or remove it "
+                            "from primary")
     return problems

@@ -41,6 +41,9 @@ KINDS = ("perplexity", "multiple_choice", "generation", "lm_eval")
 ITEM_FIELDS = {"perplexity": ("text",), "multiple_choice": ("question", "choices", "label"),
                "generation": ("messages",)}
 TEXT_SUFFIXES = (".txt",)
+# each kind's main metric and whether higher is better (a generation set's is its `metric`, higher is better;
+# an lm_eval set's is its task's first metric)
+KIND_METRIC = {"perplexity": ("bits_per_byte", False), "multiple_choice": ("acc", True)}
 
 
 @dataclass(frozen=True)
@@ -293,9 +296,9 @@ def registry_item_problems(registry: dict[str, EvalSet]) -> list[str]:
 
 
 def set_file(name: str, folder: Path = EVALSETS_DIR) -> Path:
-    """The registered set's YAML file (`.yaml`, or `.yml`)."""
-    path = folder / f"{name}.yaml"
-    return path if path.is_file() else folder / f"{name}.yml"
+    """The registered set's YAML file: `<name>.yml` where only that exists, else `<name>.yaml`."""
+    yml = folder / f"{name}.yml"
+    return yml if yml.is_file() and not (folder / f"{name}.yaml").is_file() else folder / f"{name}.yaml"
 
 
 def set_files(evalset: EvalSet, folder: Path = EVALSETS_DIR) -> list[Path]:

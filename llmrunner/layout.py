@@ -69,6 +69,14 @@ class ExperimentLayout:
     def report(self) -> str:
         return self.path("reports", "report.md")
 
+    def config_record(self) -> str:
+        """The resolved config the report job records (what a comparison with a baseline diffs)."""
+        return self.path("reports", "config.json")
+
+    def feedback_dir(self) -> str:
+        """Feedback pages: flipped eval items, per-item gains and losses, samples of the data that changed."""
+        return self.path("reports", "feedback")
+
     def contamination_report(self) -> str:
         """n-gram overlap of every training dataset with every registered eval set."""
         return self.path("reports", "contamination.json")
@@ -83,7 +91,7 @@ class ExperimentLayout:
         if step == "prepare":
             return [self.base_model_path()] + [self.raw_dir(k, d) for k in ("cpt", "sft") for d in self.datasets(k)]
         if step == "report":
-            return [self.report()]
+            return [self.report(), self.feedback_dir()]
         if not self.enabled(step):
             return []
         if step == "udatasets":

@@ -11,9 +11,12 @@ rule report_experiment:
     input:
         lambda w: exp(w).report_inputs(),
     output:
-        f"{ROOT}/reports/report.md",
+        report=f"{ROOT}/reports/report.md",
+        # the resolved config, which the comparison with a baseline diffs
+        config=f"{ROOT}/reports/config.json",
     params:
         root=ROOT,
+        config=lambda w: RUN.resolved_config_json(w.exp),
         # <datapool>/experiments/<exp>/reports/report.md -> <datapool>
         datapool=lambda w, output: os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(output[0])))),
     log:
@@ -21,22 +24,47 @@ rule report_experiment:
     conda:
         "../envs/report.yaml"
     shell:
-        "python -m llmrunner.report experiment --root {params.root:q} --datapool {params.datapool:q}"
-        " --out {output:q} > {log:q} 2>&1"
+        "printf '%s\\n' {params.config:q} > {output.config:q} &&"
+        " python -m llmrunner.report experiment --root {params.root:q} --datapool {params.datapool:q}"
+        " --out {output.report:q} > {log:q} 2>&1"
 
 
+# Also each experiment against its baseline (pipeline.yaml `baseline`): baselines.json holds those paired
+# differences for `snakemake archive`. A baseline outside this run is read from the datapool when it was run.
 rule report_compare:
     input:
         [e.report() for e in RUN.experiments.values()],
+        [e.config_record() for e in RUN.experiments.values()],
+        RUN.baseline_inputs(),
     output:
-        f"{RUN.datapool}/reports/compare.md",
+        compare=f"{RUN.datapool}/reports/compare.md",
+        baselines=f"{RUN.datapool}/reports/baselines.json",
     params:
         experiments=list(RUN.experiments),
-        datapool=lambda w, output: os.path.dirname(os.path.dirname(output[0])),
+        datapool=lambda w, output: os.path.dirname(os.path.dirname(output.compare)),
     log:
         f"{RUN.datapool}/reports/compare.log",
     conda:
         "../envs/report.yaml"
     shell:
         "python -m llmrunner.report compare --datapool {params.datapool:q} --experiments {params.experiments:q}"
-        " --out {output:q} > {log:q} 2>&1"
+        " --out {output.compare:q} > {log:q} 2>&1"
+
+
+# Feedback pages (docs/feedback.md): flipped eval items, largest per-item gains and losses, samples of the data
+# that changed — against the baseline, or the final stage against base when there is none.
+rule report_feedback:
+    input:
+        lambda w: RUN.feedback_inputs(w.exp),
+    output:
+        directory(f"{ROOT}/reports/feedback"),
+    params:
+        root=ROOT,
+        baseline=lambda w: RUN.feedback_baseline_args(w.exp),
+    log:
+        f"{ROOT}/logs/report_feedback.log",
+    conda:
+        "../envs/report.yaml"
+    shell:
+        "python -m llmrunner.report feedback --root {params.root:q} {params.baseline:q} --out {output:q}"
+        " > {log:q} 2>&1"

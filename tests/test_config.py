@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -285,4 +286,71 @@ def test_a_fifo_source_is_named_as_such(project):
     write_yaml(DEMO / "pipeline.yaml", pipeline)
     with pytest.raises(ConfigError, match=r"data\.cpt\.demo_text\.sources: pipe\.jsonl is a FIFO.*, not a regular "
                                           r"file; give a file"):
+        load_run_config({})
+
+
+def _second_experiment(name: str, **changes) -> Path:
+    """A copy of the demo experiment as config/experiments/<name>, with pipeline.yaml `changes`."""
+    shutil.copytree(DEMO, DEMO.parent / name)
+    edit(DEMO.parent / name / "pipeline.yaml", **changes)
+    return DEMO.parent / name / "pipeline.yaml"
+
+
+def test_baseline_and_primary_load(project):
+    _second_experiment("bigger_data")
+    edit(DEMO / "pipeline.yaml", baseline="bigger_data", primary=["heldout_text:bits_per_byte", "wordnet_mc:acc",
+                                                                   "wordnet_chat:chrf"])
+    exp = load_experiment("demo", "datapool")
+    assert exp.pipeline["baseline"] == "bigger_data"
+    assert load_experiment("bigger_data", "datapool").pipeline["baseline"] is None  # the schema's default
+    assert json.loads(load_run_config({"experiments": ["demo"]}).resolved_config_json("demo"))["pipeline"][
+        "primary"][0] == "heldout_text:bits_per_byte"
+
+
+@pytest.mark.parametrize("baseline, expected", [
+    ("demo", "pipeline.yaml: baseline 'demo' names this experiment itself; set it to another experiment, or to null"),
+    ("dmeo2", "pipeline.yaml: baseline 'dmeo2': no experiment config/experiments/dmeo2/pipeline.yaml; did you mean "
+              "demo2, demo? experiments: demo, demo2"),
+])
+def test_a_bad_baseline_is_named_with_the_fix(project, baseline, expected):
+    _second_experiment("demo2")
+    edit(DEMO / "pipeline.yaml", baseline=baseline)
+    with pytest.raises(ConfigError) as err:
+        load_run_config({"experiments": ["demo"]})
+    assert f"{DEMO / 'pipeline.yaml'}: {expected.split(': ', 1)[1]}" in str(err.value)
+
+
+def test_a_baseline_cycle_is_an_error_before_any_job(project):
+    """demo → b → c → demo: each one of them names the cycle; c's config is read only for its baseline."""
+    _second_experiment("b", baseline="c")
+    _second_experiment("c", baseline="demo")
+    edit(DEMO / "pipeline.yaml", baseline="b")
+    with pytest.raises(ConfigError) as err:
+        load_run_config({"experiments": ["demo"]})
+    assert (f"{DEMO / 'pipeline.yaml'}: baseline 'b': baselines form a cycle (demo → b → c → demo); an experiment "
+            "cannot be compared against one that is compared against it") in str(err.value)
+    edit(DEMO.parent / "c" / "pipeline.yaml", baseline=None)
+    assert load_run_config({"experiments": ["demo"]}).exp("demo").pipeline["baseline"] == "b"
+
+
+@pytest.mark.parametrize("primary, expected", [
+    (["heldout:bits_per_byte"], "primary lists 'heldout', which is not a registered eval set (registered: "
+                                "heldout_text, wordnet_chat, wordnet_mc)"),
+    (["heldout_text:acc"], "primary lists 'heldout_text:acc', but heldout_text is a perplexity set, whose metric is "
+                           "bits_per_byte: write 'heldout_text:bits_per_byte'"),
+    (["wordnet_chat:rouge_l"], "wordnet_chat is a generation set, whose metric is chrf"),
+    (["heldout_text"], "key 'primary.0': 'heldout_text' does not match"),
+])
+def test_a_bad_primary_metric_is_named_with_the_fix(project, primary, expected):
+    edit(DEMO / "pipeline.yaml", primary=primary)
+    with pytest.raises(ConfigError) as err:
+        load_run_config({})
+    assert expected in str(err.value)
+
+
+def test_a_primary_set_the_eval_step_does_not_score(project):
+    edit(DEMO / "steps/8.eval.yaml", sets=["wordnet_mc"])
+    edit(DEMO / "pipeline.yaml", primary=["heldout_text:bits_per_byte"])
+    with pytest.raises(ConfigError, match=r"primary lists 'heldout_text:bits_per_byte', but "
+                                          r"config/experiments/demo/steps/8.eval.yaml `sets` does not list it"):
         load_run_config({})

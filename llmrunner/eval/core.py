@@ -29,7 +29,7 @@ from llmrunner.eval.tasks import (
     uses_chat_template,
     write_set_task,
 )
-from llmrunner.evalsets import EvalSet, aggregate, read_items, set_file, version_of
+from llmrunner.evalsets import KIND_METRIC, EvalSet, aggregate, read_items, set_file, version_of
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,6 @@ TASKS_DIR = "tasks"
 CACHE_DIR = ".cache"
 
 _WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
-# the main metric of our own kinds (a generation set's is its `metric`), and whether higher is better
-_KIND_METRIC = {"perplexity": ("bits_per_byte", False), "multiple_choice": ("acc", True)}
 
 
 @dataclass
@@ -196,7 +194,7 @@ def _score_set(evalset: EvalSet, stage: str, leaves: list[str], samples: dict[st
         table = task_metrics(results["results"])
         metrics = table.get(evalset.task) or {f"{leaf}/{k}": v for leaf in leaves for k, v in table[leaf].items()}
     else:
-        metric, higher = _KIND_METRIC.get(evalset.kind, (evalset.metric, True))
+        metric, higher = KIND_METRIC.get(evalset.kind, (evalset.metric, True))
         scored_items = items[:limit] if limit else items
         ids = [s["doc"]["id"] for s in ordered]
         if ids != [i["id"] for i in scored_items]:

@@ -1,5 +1,6 @@
 """python -m llmrunner.report experiment --root DATAPOOL_ROOT --datapool DIR --out reports/report.md
-python -m llmrunner.report compare --datapool DIR --experiments A B ... --out DIR/reports/compare.md"""
+python -m llmrunner.report compare --datapool DIR --experiments A B ... --out DIR/reports/compare.md
+python -m llmrunner.report feedback --root DATAPOOL_ROOT [--baseline-root DATAPOOL_ROOT] --out reports/feedback"""
 from __future__ import annotations
 
 import argparse
@@ -8,8 +9,16 @@ from pathlib import Path
 
 from llmrunner.cli import run_main
 from llmrunner.report.core import compare_report, experiment_report
+from llmrunner.report.feedback import Sizes, feedback
 
 log = logging.getLogger("llmrunner.report")
+
+
+def _count(text: str) -> int:
+    """A sample size: a whole number, 0 or more."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number, 0 or more, got {text!r}")
+    return int(text)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -25,10 +34,30 @@ def main(argv: list[str] | None = None) -> None:
     many.add_argument("--datapool", required=True, type=Path, help="the datapool (holds experiments/<exp>/)")
     many.add_argument("--experiments", required=True, nargs="+", help="experiment names, in table order")
     many.add_argument("--out", required=True, type=Path, help="compare.md to write")
+    fb = commands.add_parser("feedback", help="flipped eval items, largest gains and losses, samples of the "
+                             "training data that changed (docs/feedback.md)")
+    fb.add_argument("--root", required=True, type=Path, help="the experiment's DATAPOOL_ROOT")
+    fb.add_argument("--baseline-root", type=Path, default=None,
+                    help="the baseline experiment's DATAPOOL_ROOT; without it, the experiment's final stage is set "
+                         "against its base model and every dataset is sampled")
+    fb.add_argument("--out", required=True, type=Path,
+                    help="the folder to write: index.md, eval.md, eval.jsonl, data.md, data.jsonl")
+    fb.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
+    sizes = {"flips": (20, "flipped items per set, stage and direction"),
+             "top": (10, "largest gains and largest losses per set and stage"),
+             "kept": (5, "random kept records per dataset"),
+             "rejects": (3, "random rejects per dataset and reject reason"),
+             "clusters": (5, "largest duplicate clusters per dataset"),
+             "members": (5, "duplicates listed per cluster")}
+    for name, (default, meaning) in sizes.items():
+        fb.add_argument(f"--{name}", type=_count, default=default, help=f"{meaning} (default {default})")
     args = parser.parse_args(argv)
 
     if args.command == "experiment":
         experiment_report(args.root, args.out, args.datapool)
+    elif args.command == "feedback":
+        feedback(args.root, args.baseline_root, args.out, Sizes(**{name: getattr(args, name) for name in sizes}),
+                 args.seed)
     else:
         compare_report(args.datapool, args.experiments, args.out)
     log.info("wrote %s", args.out)

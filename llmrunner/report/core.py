@@ -15,6 +15,7 @@ from pathlib import Path
 
 from llmrunner.errors import StageError
 from llmrunner.evalsets import aggregate, recorded_versions
+from llmrunner.report.baseline import BASELINES_FILE, baseline_of, config_diff, read_config
 from llmrunner.report.paired import holds, paired_delta, read_records, subset, verdict
 from llmrunner.report.plots import plot_losses
 
@@ -526,11 +527,86 @@ def compare_report(datapool: Path, experiments: list[str], out: Path) -> str:
         lines += ["\\*: recomputed on this version's items from a run scored on a later (grown) version of the set.",
                   ""]
     lines += _compare_deltas(sets, set(keys))
+    against, record = _baseline_section(datapool, sets, evals)
+    lines += against
     lines += [f"- {exp}: no folder `{root}`" for exp, root in roots.items() if not root.is_dir()]
     text = "\n".join(lines).rstrip() + "\n"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
+    (out.parent / BASELINES_FILE).write_text(json.dumps({"experiments": record}, indent=1) + "\n", encoding="utf-8")
     return text
+
+
+def against_baseline(mine: dict[str, tuple[dict, list[Scored]]],
+                     theirs: dict[str, tuple[dict, list[Scored]]]) -> list[dict]:
+    """The experiment's stages against the same stages of its baseline, on each set version both were scored
+    on (their own or an earlier one, recomputed; never across two versions): one row per set × version ×
+    stage, {set, kind, metric, higher_is_better, stage, version, earlier, score, baseline_score, delta, low,
+    high, excludes_zero, items, result}, Δ = experiment − baseline."""
+    rows = []
+    for name, (summaries, scored) in mine.items():
+        if name not in theirs:
+            continue
+        first = next(iter(summaries.values()))
+        hib = first.get("higher_is_better") if isinstance(first.get("higher_is_better"), bool) else None
+        their_blocks = version_blocks(theirs[name][1])
+        for version, block in version_blocks(scored).items():
+            baseline = {s.model: s for s in their_blocks.get(version, [])} if version is not None else {}
+            for s in (s for s in block if s.model in baseline):
+                result = delta_of(baseline[s.model], s)
+                rows.append({"set": name, "kind": first.get("kind"), "metric": summaries[s.model].get("metric"),
+                             "higher_is_better": hib, "stage": s.model, "version": version,
+                             "earlier": s.recomputed or baseline[s.model].recomputed, "score": s.score,
+                             "baseline_score": baseline[s.model].score, **result,
+                             "result": verdict(result, hib) if result["low"] is not None else "no per-item scores"})
+    return rows
+
+
+def _baseline_section(datapool: Path, sets: dict[str, dict[str, tuple[dict, list[Scored]]]],
+                      evals: dict[str, dict[str, dict | None]]) -> tuple[list[str], dict[str, dict]]:
+    """Each experiment with a baseline against it: a table of the paired differences, what differs in their
+    configs; and the record of it all that baselines.json keeps ({exp: {baseline, status, ...}})."""
+    rows, notes, record = [], [], {}
+    for exp in sets:
+        config = read_config(datapool / "experiments" / exp)
+        baseline = baseline_of(config)
+        if baseline is None:
+            record[exp] = {"baseline": None, "status": "no baseline"}
+            continue
+        root = datapool / "experiments" / baseline
+        results = evals.get(baseline) or read_eval(root)
+        if not any(results.values()):
+            record[exp] = {"baseline": baseline, "status": "baseline not run yet"}
+            notes += [f"### {exp} against {baseline}", "",
+                      f"Baseline not run yet: no `{root}/reports/eval/*/results.json`.", ""]
+            continue
+        theirs = sets[baseline] if baseline in sets else experiment_scores(root, results, datapool)
+        deltas = against_baseline(sets[exp], theirs)
+        their_config = read_config(root)
+        diff = config_diff(config, their_config) if their_config else None
+        record[exp] = {"baseline": baseline, "status": "compared",
+                       "stages": [s for s in EVAL_STAGES if evals[exp].get(s)], "deltas": deltas, "config_diff": diff}
+        for d in deltas:
+            rows.append([exp, baseline, f"{d['set']} {direction(d)}", version_cell(d["version"], d["earlier"]),
+                         d["stage"], d["items"], d["score"], d["baseline_score"], signed(d["delta"]), interval_cell(d),
+                         result_cell(d, d["higher_is_better"])])
+        notes += [f"### {exp} against {baseline}: what differs", ""]
+        if diff is None:
+            notes.append(f"The baseline's resolved config is not recorded (`{root / 'reports' / 'config.json'}`, "
+                         "written by its report job): run its report again to see the differences.")
+        else:
+            notes += [f"- {line}" for line in diff] or ["No difference in the resolved configs."]
+        notes.append("")
+    if not record or all(r["baseline"] is None for r in record.values()):
+        return [], record
+    headers = ["experiment", "baseline", "set", "version", "stage", "items", "score", "baseline's", "Δ",
+               "95% interval", "result"]
+    lines = ["## Against the baseline", "",
+             "Each stage against the same stage of the experiment's baseline (pipeline.yaml `baseline`): Δ = "
+             "experiment − baseline on the items both scored, on one set version, 95% paired bootstrap interval; "
+             "**better** or **worse** only where the interval excludes 0 (docs/reports.md).", ""]
+    lines += [md_table(headers, rows), ""] if rows else ["No set version scored by both.", ""]
+    return lines + notes, record
 
 
 def _compare_deltas(sets: dict[str, dict[str, tuple[dict, list[Scored]]]],
