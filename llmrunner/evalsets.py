@@ -28,8 +28,8 @@ from pathlib import Path
 
 import yaml
 
-from llmrunner.errors import ConfigError, first_few
-from llmrunner.jsonl import file_problem, iter_lines
+from llmrunner.errors import ConfigError, StageError, first_few
+from llmrunner.jsonl import file_problem, iter_records
 from llmrunner.schemas import load_schema
 from llmrunner.settings import settings_from_dict
 
@@ -188,20 +188,10 @@ def read_items(evalset: EvalSet, source: str | None = None) -> list[dict]:
         records = [(n, d) for n, d in enumerate(_text_documents(evalset.data), start=1)]
         unit = "paragraph"
     else:
-        records = []
-        for line in iter_lines(evalset.data):
-            if not line.text.strip():
-                continue
-            where = f"{source}: {evalset.data} line {line.number}"
-            if not line.valid_utf8:
-                raise ConfigError(f"{where}: not valid UTF-8; re-encode the file as UTF-8")
-            try:
-                record = json.loads(line.text)
-            except json.JSONDecodeError as err:
-                raise ConfigError(f"{where}: not valid JSON ({err}); one JSON object per line") from None
-            if not isinstance(record, dict):
-                raise ConfigError(f"{where}: expected a JSON object, got {type(record).__name__}")
-            records.append((line.number, record))
+        try:
+            records = list(iter_records(evalset.data, fix="fix the line: one JSON object per line, UTF-8"))
+        except StageError as err:
+            raise ConfigError(f"{source}: {err}") from None
         unit = "line"
     if not records:
         raise ConfigError(f"{source}: data {evalset.data} has no items; add some or unregister the set")

@@ -176,14 +176,17 @@ def iter_lines(path: str | Path) -> Iterator[Line]:
                          f"re-create or re-download it") from err
 
 
-def iter_records(path: str | Path, lines: range | None = None) -> Iterator[tuple[int, dict]]:
+UNIFIED_DATA_FIX = "clean the data (enable the udatasets step, which rejects such lines)"
+
+
+def iter_records(path: str | Path, lines: range | None = None,
+                 fix: str = UNIFIED_DATA_FIX) -> Iterator[tuple[int, dict]]:
     """Yield `(line number, object)` for each non-blank line of a file that must be clean JSON Lines;
     with `lines`, only for those line numbers (the others are not parsed: a shard's part of a file).
 
-    For data already in the unified schema (processed output, or raw data when udatasets is off):
-    any bad line is a StageError naming the file and line, since there is no rejects file here.
+    For data already in the unified schema (processed output, or raw data when udatasets is off), or eval
+    items: any bad line is a StageError naming the file and line, and `fix`, since there is no rejects file.
     """
-    fix = "clean the data (enable the udatasets step, which rejects such lines)"
     for line in iter_lines(path):
         if lines is not None and line.number < lines.start:
             continue

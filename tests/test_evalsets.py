@@ -80,7 +80,7 @@ def test_text_file_documents_are_paragraphs(tmp_path):
 
 @pytest.mark.parametrize("rows, message", [
     ([], "has no items"),
-    (["{not json"], "mc.jsonl line 1: not valid JSON"),
+    (["{not json"], "mc.jsonl, line 1: not valid JSON"),
     ([{"question": "q", "choices": ["a", "b"]}], "mc.jsonl line 1: no key 'label'"),
     ([{"question": "q", "choices": ["a", "b"], "label": 2}], "0-based index of the right choice (0 to 1), got 2"),
     ([{"question": "q", "choices": "ab", "label": 0}], "'choices' must be a list of at least 2"),
