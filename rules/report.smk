@@ -1,10 +1,12 @@
-# report: one page per experiment, and every experiment side by side.
+# report: one page per experiment, and every experiment side by side; the HTML dashboard (docs/reports.md) and
+# the training-loss figures are registered for `snakemake --report`.
 
 
 rule report:
     input:
         step_targets("report"),
         f"{RUN.datapool}/reports/compare.md",
+        f"{RUN.datapool}/reports/index.html",
 
 
 rule report_experiment:
@@ -14,6 +16,8 @@ rule report_experiment:
         report=f"{ROOT}/reports/report.md",
         # the resolved config, which the comparison with a baseline diffs
         config=f"{ROOT}/reports/config.json",
+        # written beside report.md
+        loss=report(f"{ROOT}/reports/loss.png", category="Training loss", subcategory="{exp}"),
     params:
         root=ROOT,
         config=lambda w: RUN.resolved_config_json(w.exp),
@@ -31,6 +35,8 @@ rule report_experiment:
 
 # Also each experiment against its baseline (pipeline.yaml `baseline`): baselines.json holds those paired
 # differences for `snakemake archive`. A baseline outside this run is read from the datapool when it was run.
+# Then the dashboard, which shows that comparison: index.html, and each experiment's report.html (beside its
+# baseline).
 rule report_compare:
     input:
         [e.report() for e in RUN.experiments.values()],
@@ -39,6 +45,9 @@ rule report_compare:
     output:
         compare=f"{RUN.datapool}/reports/compare.md",
         baselines=f"{RUN.datapool}/reports/baselines.json",
+        index=report(f"{RUN.datapool}/reports/index.html", category="Dashboard", subcategory="all experiments"),
+        pages=[report(e.path("reports", "report.html"), category="Dashboard", subcategory=name)
+               for name, e in RUN.experiments.items()],
     params:
         experiments=list(RUN.experiments),
         datapool=lambda w, output: os.path.dirname(os.path.dirname(output.compare)),
@@ -47,8 +56,9 @@ rule report_compare:
     conda:
         "../envs/report.yaml"
     shell:
-        "python -m llmrunner.report compare --datapool {params.datapool:q} --experiments {params.experiments:q}"
-        " --out {output.compare:q} > {log:q} 2>&1"
+        "(python -m llmrunner.report compare --datapool {params.datapool:q} --experiments {params.experiments:q}"
+        " --out {output.compare:q} && python -m llmrunner.report dashboard --datapool {params.datapool:q}"
+        " --experiments {params.experiments:q} --out {output.index:q}) > {log:q} 2>&1"
 
 
 # Feedback pages (docs/feedback.md): flipped eval items, largest per-item gains and losses, samples of the data

@@ -1,6 +1,7 @@
 """python -m llmrunner.report experiment --root DATAPOOL_ROOT --datapool DIR --out reports/report.md
 python -m llmrunner.report compare --datapool DIR --experiments A B ... --out DIR/reports/compare.md
-python -m llmrunner.report feedback --root DATAPOOL_ROOT [--baseline-root DATAPOOL_ROOT] --out reports/feedback"""
+python -m llmrunner.report feedback --root DATAPOOL_ROOT [--baseline-root DATAPOOL_ROOT] --out reports/feedback
+python -m llmrunner.report dashboard --datapool DIR --experiments A B ... --out DIR/reports/index.html"""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +11,7 @@ from pathlib import Path
 from llmrunner.cli import run_main
 from llmrunner.report.core import compare_report, experiment_report
 from llmrunner.report.feedback import Sizes, feedback
+from llmrunner.report.html import dashboard
 
 log = logging.getLogger("llmrunner.report")
 
@@ -51,10 +53,21 @@ def main(argv: list[str] | None = None) -> None:
              "members": (5, "duplicates listed per cluster")}
     for name, (default, meaning) in sizes.items():
         fb.add_argument(f"--{name}", type=_count, default=default, help=f"{meaning} (default {default})")
+    board = commands.add_parser("dashboard", help="HTML pages: index.html of the run, and each experiment's "
+                                "reports/report.html (run `compare` first: they show its baselines.json)")
+    board.add_argument("--datapool", required=True, type=Path, help="the datapool (holds experiments/<exp>/)")
+    board.add_argument("--experiments", required=True, nargs="+", help="experiment names, in table order")
+    board.add_argument("--out", required=True, type=Path,
+                       help="index.html to write; each experiment's page goes to <datapool>/experiments/<exp>/"
+                            "reports/report.html")
     args = parser.parse_args(argv)
 
     if args.command == "experiment":
         experiment_report(args.root, args.out, args.datapool)
+    elif args.command == "dashboard":
+        for page in dashboard(args.datapool, args.experiments, args.out):
+            log.info("wrote %s", page)
+        return
     elif args.command == "feedback":
         feedback(args.root, args.baseline_root, args.out, Sizes(**{name: getattr(args, name) for name in sizes}),
                  args.seed)

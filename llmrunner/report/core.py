@@ -93,7 +93,8 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _last(points: list[tuple[int, float]]) -> float | None:
+def last_value(points: list[tuple[int, float]]) -> float | None:
+    """The value of a curve's last point (None: no point)."""
     return points[-1][1] if points else None
 
 
@@ -122,8 +123,8 @@ def md_table(headers: list[str], rows: list[list[object]]) -> str:
     return "\n".join(lines)
 
 
-def _total(value: object) -> int | None:
-    """A counter that may be a number or a {reason: n} dict."""
+def counter_total(value: object) -> int | None:
+    """The total of a stats counter that may be a number or a {reason: n} dict."""
     if isinstance(value, dict):
         return sum(v for v in value.values() if _is_number(v))
     return value if _is_number(value) else None
@@ -152,10 +153,10 @@ def metric_label(name: str) -> str:
 
 def _data_row(kind: str, name: str, s: dict) -> list[object]:
     duplicates = s.get("duplicates") if isinstance(s.get("duplicates"), dict) else {}
-    total_dups, n_input = _total(duplicates), s.get("input")
+    total_dups, n_input = counter_total(duplicates), s.get("input")
     rate = (f"{total_dups / n_input:.1%}" if _is_number(total_dups) and _is_number(n_input) and n_input
             else MISSING)
-    return [kind, name, n_input, s.get("kept"), _total(s.get("rejected")), duplicates.get("exact"),
+    return [kind, name, n_input, s.get("kept"), counter_total(s.get("rejected")), duplicates.get("exact"),
             duplicates.get("near"), rate, s.get("augmented"), _by_reason(s.get("rejected"))]
 
 
@@ -249,8 +250,9 @@ def _training_section(curves: dict[str, dict | None], png_link: str) -> list[str
             continue
         last_it = max((p[0] for k in ("loss", "val_loss") for p in c[k]), default=None)
         speed = statistics.median(v for _, v in c["tokens_per_s"]) if c["tokens_per_s"] else None
-        rows.append([stage, len(c["loss"]), last_it, _last(c["loss"]),
-                     min((v for _, v in c["loss"]), default=None), _last(c["val_loss"]), _last(c["lr"]), speed])
+        lowest = min((v for _, v in c["loss"]), default=None)
+        rows.append([stage, len(c["loss"]), last_it, last_value(c["loss"]), lowest, last_value(c["val_loss"]),
+                     last_value(c["lr"]), speed])
     headers = ["stage", "steps logged", "last iteration", "final loss", "min loss", "final val loss",
                "final lr", "median tokens/s"]
     return ["## Training", "", md_table(headers, rows), "", f"![Training loss]({png_link})", ""]
@@ -485,13 +487,11 @@ def experiment_report(root: Path, out: Path, datapool: Path | None) -> str:
 
 # ---------------------------------------------------------------- comparison
 
-def compare_report(datapool: Path, experiments: list[str], out: Path) -> str:
-    """Write `out`: one row per experiment × stage with its final losses and a column per eval set version
-    (never two versions in one column), then each experiment's paired differences."""
-    roots = {exp: datapool / "experiments" / exp for exp in experiments}
-    evals = {exp: read_eval(root) for exp, root in roots.items()}
-    sets = {exp: experiment_scores(roots[exp], evals[exp], datapool) for exp in experiments}
-    # columns: every (set, version) some experiment was scored on, fewest items (earliest) first
+def score_columns(sets: dict[str, dict[str, tuple[dict, list[Scored]]]]) -> dict[tuple[str, str | None],
+                                                                              tuple[int, str]]:
+    """{(set, version): (items, metric with its arrow)} for every set version some experiment was scored on (not
+    recomputed), in page order: sets as first seen, each set's versions fewest items (earliest) first. `sets` is
+    {experiment: experiment_scores(...)}; a comparison puts one column per entry, never two versions in one."""
     columns: dict[tuple[str, str | None], tuple[int, str]] = {}
     for found in sets.values():
         for name, (summaries, scored) in found.items():
@@ -500,7 +500,23 @@ def compare_report(datapool: Path, experiments: list[str], out: Path) -> str:
                     size = max(s.items or 0, columns.get((name, s.version), (0, ""))[0])
                     columns[(name, s.version)] = (size, direction(summaries[s.model]))
     order = list(dict.fromkeys(name for name, _ in columns))
-    keys = sorted(columns, key=lambda k: (order.index(k[0]), columns[k][0]))
+    return {k: columns[k] for k in sorted(columns, key=lambda k: (order.index(k[0]), columns[k][0]))}
+
+
+def stage_score(found: dict[str, tuple[dict, list[Scored]]], name: str, stage: str,
+                version: str | None) -> Scored | None:
+    """The stage's score on one version of set `name`, from an experiment_scores() result (None: not scored)."""
+    return next((s for s in found.get(name, ({}, []))[1] if s.model == stage and s.version == version), None)
+
+
+def compare_report(datapool: Path, experiments: list[str], out: Path) -> str:
+    """Write `out`: one row per experiment × stage with its final losses and a column per eval set version
+    (never two versions in one column), then each experiment's paired differences."""
+    roots = {exp: datapool / "experiments" / exp for exp in experiments}
+    evals = {exp: read_eval(root) for exp, root in roots.items()}
+    sets = {exp: experiment_scores(roots[exp], evals[exp], datapool) for exp in experiments}
+    columns = score_columns(sets)
+    keys = list(columns)
     rows, recomputed = [], False
     for exp, root in roots.items():
         for stage in EVAL_STAGES:
@@ -509,12 +525,12 @@ def compare_report(datapool: Path, experiments: list[str], out: Path) -> str:
             if result is None and curve is None:
                 rows.append([exp, stage, *[OFF] * (3 + len(keys))])
                 continue
-            losses = [_last(curve["loss"]), _last(curve["val_loss"])] if curve else [MISSING, MISSING]
+            losses = [last_value(curve["loss"]), last_value(curve["val_loss"])] if curve else [MISSING, MISSING]
             cells = []
             for name, version in keys:
-                mine = [s for s in sets[exp].get(name, ({}, []))[1] if s.model == stage and s.version == version]
-                recomputed |= bool(mine) and mine[0].recomputed
-                cells.append(MISSING if not mine else f"{fmt(mine[0].score)}{' *' if mine[0].recomputed else ''}")
+                mine = stage_score(sets[exp], name, stage, version)
+                recomputed |= bool(mine) and mine.recomputed
+                cells.append(MISSING if not mine else f"{fmt(mine.score)}{' *' if mine.recomputed else ''}")
             # results from runs with different limits are not comparable: show the limit beside them
             limit = ((result.get("config") or {}).get("limit") or "all") if result else MISSING
             rows.append([exp, stage, *losses, *cells, limit])
