@@ -1,4 +1,5 @@
-# make demo   create .venv if absent, install, run the demo experiment end to end
+# make demo   create .venv if absent, install, run the demo data study end to end: the demo experiment and its
+#             ablation demo-no-python_docs (CPT without the Python docs), compared in datapool/reports/compare.md
 # make test   the whole test suite (what CI runs)
 # make dag    draw the rule graph to dag.svg (needs graphviz)
 VENV ?= .venv
@@ -22,7 +23,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 demo: install
-	$(VENV)/bin/snakemake --profile profiles/local --config experiments=[demo]
+	$(VENV)/bin/snakemake --profile profiles/local --config experiments=[demo,demo-no-python_docs]
 
 test: install
 	$(PY) -m pytest -v
@@ -34,4 +35,4 @@ lint: install
 	$(VENV)/bin/snakemake --lint
 
 clean-demo:
-	rm -rf datapool/experiments/demo datapool/reports
+	rm -rf datapool/experiments/demo datapool/experiments/demo-no-python_docs datapool/reports

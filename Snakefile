@@ -24,8 +24,8 @@ onstart:
 
 
 onsuccess:
-    print(f"LLMRunner: done. Reports: {RUN.datapool}/experiments/<exp>/reports/report.md, "
-          f"{RUN.datapool}/reports/compare.md")
+    print(f"LLMRunner: done. Reports: {RUN.datapool}/reports/index.html (dashboard), "
+          f"{RUN.datapool}/experiments/<exp>/reports/report.md, {RUN.datapool}/reports/compare.md")
 
 
 onerror:
@@ -39,3 +39,4 @@ rule all:
     input:
         [p for e in RUN.experiments.values() for p in e.every_output()],
         f"{RUN.datapool}/reports/compare.md",
+        f"{RUN.datapool}/reports/index.html",

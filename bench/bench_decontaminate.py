@@ -32,7 +32,8 @@ from pathlib import Path
 
 from harness import REPO, environment, machine_line, measure, save_result, summary_rows
 
-INPUTS = {"cpt": REPO / "resources" / "demo" / "cpt.jsonl.gz", "sft": REPO / "resources" / "demo" / "sft.jsonl.gz"}
+# the demo's CPT text is a folder of one file per source (a raw dataset folder, as udatasets reads one)
+INPUTS = {"cpt": REPO / "resources" / "demo" / "cpt", "sft": REPO / "resources" / "demo" / "sft.jsonl.gz"}
 REFERENCE_PATH = Path("/tmp/lmeval_extra")
 SETUP = f"{REPO}/.venv/bin/python -m pip install --target {REFERENCE_PATH} jsonlines"
 # the schema's default, as the udatasets step uses it
@@ -57,11 +58,12 @@ def run_lm_eval(kind: str, path: Path, work: Path, evalsets_json: str, ngram: in
     from lm_eval.decontamination.janitor import Janitor, word_ngrams
 
     from llmrunner.evalsets import EvalSet, decontamination_texts, read_items
-    from llmrunner.jsonl import iter_records
+    from llmrunner.jsonl import iter_records, resolve_inputs
 
     janitor = Janitor(ngram_n=ngram)
     lines = []
-    for number, record in iter_records(path):  # a document's n-grams, as generate_13_grams.py writes them
+    records = (record for file in resolve_inputs(path) for _, record in iter_records(file))
+    for number, record in enumerate(records, start=1):  # a document's n-grams, as generate_13_grams.py writes them
         text = record["text"] if kind == "cpt" else "\n".join(m["content"] for m in record["messages"])
         lines.extend(f"{gram} {number}\n" for gram in word_ngrams(janitor.normalize_string(text), ngram))
     lines.sort()  # as sort_13_gram_buckets.py
@@ -111,11 +113,17 @@ def outcome(contender: str, work: Path) -> dict:
 
 
 def run(repeats: int, worker_counts: list[int], ngram: int, reference: bool) -> dict:
+    from llmrunner.jsonl import resolve_inputs
+
     evalsets_json = json.dumps(registered_sets())
     sizes = {}
     for kind, path in INPUTS.items():
-        with gzip.open(path, "rb") as lines:
-            sizes[kind] = {"docs": sum(1 for line in lines if line.strip()), "bytes": path.stat().st_size}
+        files = resolve_inputs(path)
+        docs = 0
+        for file in files:
+            with gzip.open(file, "rb") as lines:
+                docs += sum(1 for line in lines if line.strip())
+        sizes[kind] = {"docs": docs, "bytes": sum(file.stat().st_size for file in files)}
     contenders = [c for c in CONTENDERS if reference or c != "lm-eval"]
     samples: dict[tuple[str, int, str], list[tuple[float, int]]] = {}
     results: dict[tuple[str, int, str], dict] = {}

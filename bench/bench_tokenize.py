@@ -10,17 +10,14 @@ between minutes: only figures from the same run compare. See bench/README.md.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
-import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 from harness import REPO, environment, machine_line, measure, save_result, summary_rows
 
-CORPUS = REPO / "resources" / "demo" / "cpt.jsonl.gz"
 CONTENDERS = ("ours", "reference", "ceiling")
 CEILING_BATCH = 512  # documents per encode_batch call (ours: up to 1,024 documents or 256 KiB of text)
 
@@ -59,13 +56,14 @@ def command(contender: str, data: Path, tokenizer: Path, out: Path, workers: int
 
 def prepare(work: Path, copies: int) -> tuple[Path, dict[str, Path]]:
     """The demo tokenizer (as prepare builds it) and the demo corpus, plain and repeated."""
-    from llmrunner.prepare.tiny_model import DEMO_CORPUS, train_tokenizer
+    from llmrunner.prepare.tiny_model import DEMO_CORPUS, corpus_lines, train_tokenizer
 
+    corpus = [REPO / path for path in DEMO_CORPUS]
     tokenizer = work / "tokenizer"
-    train_tokenizer(REPO / DEMO_CORPUS).save_pretrained(tokenizer)
+    train_tokenizer(corpus).save_pretrained(tokenizer)
     demo = work / "demo.jsonl"
-    with gzip.open(CORPUS, "rb") as src, open(demo, "wb") as dst:
-        shutil.copyfileobj(src, dst)
+    with open(demo, "w", encoding="utf-8") as dst:
+        dst.writelines(corpus_lines(corpus))
     repeated = work / f"demo_x{copies}.jsonl"
     with open(repeated, "wb") as dst:
         for _ in range(copies):

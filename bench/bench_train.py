@@ -22,7 +22,6 @@ Results go to bench/results/train_<date>_<host>.json (not tracked by git). See b
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import statistics
@@ -58,14 +57,14 @@ def run_stage(*argv: str) -> None:
 
 def prepare(work: Path) -> tuple[Path, Path, Path]:
     """(HF demo model, its Megatron checkpoint, token prefix) built by the stages' own entry points."""
-    from llmrunner.prepare.tiny_model import DEMO_CORPUS
+    from llmrunner.prepare.tiny_model import DEMO_CORPUS, corpus_lines
 
     hf, mg, tokens = work / "hf", work / "mg", work / "tokens" / "demo"
     run_stage("llmrunner.prepare", "base-model", "--src", "builtin:tiny-qwen3", "--out", str(hf))
     run_stage("llmrunner.convert", "hf2mg", "--hf", str(hf), "--out", str(mg))
     docs = work / "demo.jsonl"
-    with gzip.open(REPO / DEMO_CORPUS, "rt") as src, open(docs, "w") as out:
-        for _, line in zip(range(CORPUS_DOCS), src):
+    with open(docs, "w") as out:
+        for _, line in zip(range(CORPUS_DOCS), corpus_lines([REPO / path for path in DEMO_CORPUS])):
             out.write(line)
     tokens.parent.mkdir(parents=True)
     run_stage("llmrunner.tokenize", "cpt", "--input", str(docs), "--tokenizer", str(hf), "--out-prefix", str(tokens))

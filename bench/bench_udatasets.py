@@ -14,7 +14,6 @@ only figures from the same run compare. See bench/README.md.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import subprocess
 import sys
@@ -23,7 +22,6 @@ from pathlib import Path
 
 from harness import REPO, environment, machine_line, measure, save_result, summary_rows
 
-CORPUS = REPO / "resources" / "demo" / "cpt.jsonl.gz"
 REFERENCE_VENV = Path("/tmp/dtvenv")
 # datatrove 0.10 hashes str, which xxhash 4 refuses; regex, tokenizers, orjson: imports its dedup and jsonl blocks need
 SETUP = (f"python3 -m venv {REFERENCE_VENV} && {REFERENCE_VENV}/bin/pip install datatrove orjson 'xxhash<4' regex "
@@ -143,8 +141,9 @@ def counts(contender: str, work: Path) -> dict[str, int]:
 def prepare(work: Path, copies: int, shards: int) -> dict[str, Path]:
     """The demo corpus, and it --copies times, each as a folder of `shards` jsonl files (datatrove runs one
     task per file; ours reads the files in name order, so the record order is the corpus order either way)."""
-    with gzip.open(CORPUS, "rt", encoding="utf-8") as src:
-        texts = [json.loads(line)["text"] for line in src]
+    from llmrunner.prepare.tiny_model import DEMO_CORPUS, corpus_lines
+
+    texts = [json.loads(line)["text"] for line in corpus_lines([REPO / path for path in DEMO_CORPUS])]
     inputs = {"demo": texts, f"{copies}x": texts + [f"{text}\n\n(copy {k})" for k in range(2, copies + 1)
                                                    for text in texts]}
     folders = {}

@@ -175,9 +175,9 @@ class Experiment(ExperimentLayout):
         return self.pipeline["base_model"]["path"]
 
     def base_model_inputs(self) -> list[str]:
-        """What prepare reads to make the base model: the built-in's corpus, or the source folder."""
+        """What prepare reads to make the base model: the built-in's corpus files, or the source folder."""
         src = self.pipeline["base_model"]["src"]
-        return [str(BUILTIN_MODELS[src].DEMO_CORPUS)] if src in BUILTIN_MODELS else [src]
+        return [str(path) for path in BUILTIN_MODELS[src].DEMO_CORPUS] if src in BUILTIN_MODELS else [src]
 
     def context_length(self) -> int | None:
         """The base model's max_position_embeddings (None when its config does not say)."""

@@ -53,7 +53,7 @@ class EvalSet:
     name: str
     kind: str
     description: str
-    data: str | None
+    data: str | list[str] | None
     keys: dict[str, str]
     num_fewshot: int | None
     metric: str
@@ -88,10 +88,15 @@ class EvalSet:
             return []
         if not self.data:
             return [f"{source}: kind {self.kind} needs `data` (the items file, .jsonl"
-                    f"{' or .txt' if self.kind == 'perplexity' else ''})"]
-        if self.data.endswith(TEXT_SUFFIXES) and self.kind != "perplexity":
-            return [f"{source}: data {self.data} is a text file; kind {self.kind} needs .jsonl items"]
-        return []
+                    f"{' or .txt' if self.kind == 'perplexity' else ''}, or a list of them)"]
+        return [f"{source}: data {path} is a text file; kind {self.kind} needs .jsonl items"
+                for path in self.data_files() if path.endswith(TEXT_SUFFIXES) and self.kind != "perplexity"]
+
+    def data_files(self) -> list[str]:
+        """The items files, in the order their items are read (`data` is one file or a list of them)."""
+        if self.data is None:
+            return []
+        return [self.data] if isinstance(self.data, str) else list(self.data)
 
     def key(self, field: str) -> str:
         """The data line's field that holds item field `field`."""
@@ -99,6 +104,19 @@ class EvalSet:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def evalsets_from_json(text: str) -> dict[str, EvalSet]:
+    """The sets a rule passes as `--evalsets` (RunConfig.evalsets_json: a JSON list of EvalSet.to_dict()), by
+    name, in the given order."""
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"--evalsets: not valid JSON ({err}); give a list of eval set definitions") from None
+    if not isinstance(values, list) or not all(isinstance(v, dict) and isinstance(v.get("name"), str)
+                                               for v in values):
+        raise ConfigError("--evalsets: expected a JSON list of eval set definitions, each with its name")
+    return {v["name"]: EvalSet.from_dict(v["name"], {k: x for k, x in v.items() if k != "name"}) for v in values}
 
 
 def _canonical(value: object) -> str:
@@ -175,34 +193,41 @@ def _item(evalset: EvalSet, record: dict, where: str) -> dict:
     return {"id": str(given) if given is not None else content_id(content), **content}
 
 
+def _data_records(source: str, path: str) -> tuple[list[tuple[int, dict]], str]:
+    """One items file's records, numbered from 1, and what a number counts (line or paragraph)."""
+    problem = file_problem(path)
+    if problem:
+        raise ConfigError(f"{source}: data {problem}; fix `data` or create the file")
+    if path.endswith(TEXT_SUFFIXES):
+        return list(enumerate(_text_documents(path), start=1)), "paragraph"
+    try:
+        records = list(iter_records(path, fix="fix the line: one JSON object per line, UTF-8"))
+    except StageError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    return records, "line"
+
+
 def read_items(evalset: EvalSet, source: str | None = None) -> list[dict]:
-    """Every item of a perplexity, multiple_choice or generation set, in file order. A missing or empty
-    file, a bad line or a missing key is a ConfigError naming the set's file, the data file and the line."""
+    """Every item of a perplexity, multiple_choice or generation set: its files in the order `data` lists them,
+    each in file order. A missing or empty file, a bad line, a missing key or an id used twice (within a file
+    or across files) is a ConfigError naming the set's file, the data file and the line."""
     source = source or str(EVALSETS_DIR / f"{evalset.name}.yaml")
     if evalset.kind == "lm_eval":
         raise AssertionError("lm_eval sets are read by lm-eval")
-    problem = file_problem(evalset.data)
-    if problem:
-        raise ConfigError(f"{source}: data {problem}; fix `data` or create the file")
-    if evalset.data.endswith(TEXT_SUFFIXES):
-        records = [(n, d) for n, d in enumerate(_text_documents(evalset.data), start=1)]
-        unit = "paragraph"
-    else:
-        try:
-            records = list(iter_records(evalset.data, fix="fix the line: one JSON object per line, UTF-8"))
-        except StageError as err:
-            raise ConfigError(f"{source}: {err}") from None
-        unit = "line"
-    if not records:
-        raise ConfigError(f"{source}: data {evalset.data} has no items; add some or unregister the set")
-    items, first_line = [], {}
-    for number, record in records:
-        item = _item(evalset, record, f"{source}: {evalset.data} {unit} {number}")
-        if item["id"] in first_line:
-            raise ConfigError(f"{source}: {evalset.data} {unit} {number}: item id {item['id']!r} is also the id "
-                              f"of {unit} {first_line[item['id']]}; ids must be unique within a set")
-        first_line[item["id"]] = number
-        items.append(item)
+    items, first_seen = [], {}
+    for path in evalset.data_files():
+        records, unit = _data_records(source, path)
+        if not records:
+            raise ConfigError(f"{source}: data {path} has no items; add some, or remove it from `data`"
+                              f"{'' if isinstance(evalset.data, list) else ' or unregister the set'}")
+        for number, record in records:
+            where = f"{path} {unit} {number}"
+            item = _item(evalset, record, f"{source}: {where}")
+            if item["id"] in first_seen:
+                raise ConfigError(f"{source}: {where}: item id {item['id']!r} is also the id of "
+                                  f"{first_seen[item['id']]}; ids must be unique within a set")
+            first_seen[item["id"]] = where
+            items.append(item)
     return items
 
 
@@ -292,10 +317,8 @@ def set_file(name: str, folder: Path = EVALSETS_DIR) -> Path:
 
 
 def set_files(evalset: EvalSet, folder: Path = EVALSETS_DIR) -> list[Path]:
-    """What a set is made of: its YAML, its items file, and for lm_eval its include_path's task files."""
-    files = [set_file(evalset.name, folder)]
-    if evalset.data:
-        files.append(Path(evalset.data))
+    """What a set is made of: its YAML, its items files, and for lm_eval its include_path's task files."""
+    files = [set_file(evalset.name, folder)] + [Path(path) for path in evalset.data_files()]
     if evalset.include_path:
         files += sorted(p for p in Path(evalset.include_path).rglob("*") if p.is_file())
     return files

@@ -69,6 +69,10 @@ class ExperimentLayout:
     def report(self) -> str:
         return self.path("reports", "report.md")
 
+    def dashboard_page(self) -> str:
+        """The experiment's page of the dashboard (self-contained HTML)."""
+        return self.path("reports", "report.html")
+
     def config_record(self) -> str:
         """The resolved config the report job records (what a comparison with a baseline diffs)."""
         return self.path("reports", "config.json")

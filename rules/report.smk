@@ -46,7 +46,7 @@ rule report_compare:
         compare=f"{RUN.datapool}/reports/compare.md",
         baselines=f"{RUN.datapool}/reports/baselines.json",
         index=report(f"{RUN.datapool}/reports/index.html", category="Dashboard", subcategory="all experiments"),
-        pages=[report(e.path("reports", "report.html"), category="Dashboard", subcategory=name)
+        pages=[report(e.dashboard_page(), category="Dashboard", subcategory=name)
                for name, e in RUN.experiments.items()],
     params:
         experiments=list(RUN.experiments),

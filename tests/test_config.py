@@ -95,12 +95,12 @@ def test_unknown_experiment_lists_known_ones(project):
 
 def test_missing_raw_data_and_base_model_are_named(project):
     pipeline = yaml.safe_load((DEMO / "pipeline.yaml").read_text())
-    pipeline["data"]["cpt"]["demo_text"]["sources"] = ["raw/missing.jsonl"]
+    pipeline["data"]["cpt"]["python_docs"]["sources"] = ["raw/missing.jsonl"]
     pipeline["base_model"]["src"] = "/models/none"
     write_yaml(DEMO / "pipeline.yaml", pipeline)
     with pytest.raises(ConfigError) as err:
         load_run_config({})
-    assert "data.cpt.demo_text.sources: raw/missing.jsonl does not exist (paths are relative to" in str(err.value)
+    assert "data.cpt.python_docs.sources: raw/missing.jsonl does not exist (paths are relative to" in str(err.value)
     assert "base_model.src '/models/none' is not a folder" in str(err.value)
 
 
@@ -145,7 +145,7 @@ def test_udatasets_off_tokenizes_raw_folder(project):
     pipeline["steps"]["udatasets"] = False
     write_yaml(DEMO / "pipeline.yaml", pipeline)
     exp = load_run_config({}).exp("demo")
-    assert exp.tokenize_input("cpt", "demo_text") == exp.raw_dir("cpt", "demo_text")
+    assert exp.tokenize_input("cpt", "python_docs") == exp.raw_dir("cpt", "python_docs")
 
 
 def test_settings_json_is_stable_and_carries_adapter(project):
@@ -165,7 +165,7 @@ def test_custom_adapter_reaches_the_rule_and_its_file_is_an_input(project):
     assert settings["adapter_function"] == "adapters.py:chat" and settings["txt_mode"] == "document"
     assert "sources" not in settings
     assert run.udatasets_adapter_inputs("demo", "sft", "wordnet_chat") == ["adapters.py"]
-    assert run.udatasets_adapter_inputs("demo", "cpt", "demo_text") == []
+    assert run.udatasets_adapter_inputs("demo", "cpt", "python_docs") == []
     Path("adapters.py").unlink()
     with pytest.raises(ConfigError, match=r"data\.sft\.wordnet_chat\.adapter_function: the file 'adapters.py' "
                                           r"does not exist .*set it to 'path/to/file.py:function'"):
@@ -174,12 +174,12 @@ def test_custom_adapter_reaches_the_rule_and_its_file_is_an_input(project):
 
 def test_custom_adapter_without_function_is_a_schema_error(project):
     pipeline = yaml.safe_load((DEMO / "pipeline.yaml").read_text())
-    pipeline["data"]["cpt"]["demo_text"].update(adapter="custom", txt_mode="lines")
+    pipeline["data"]["cpt"]["python_docs"].update(adapter="custom", txt_mode="lines")
     write_yaml(DEMO / "pipeline.yaml", pipeline)
     with pytest.raises(ConfigError) as err:
         load_run_config({})
-    assert "key 'data.cpt.demo_text': 'adapter_function' is a required property" in str(err.value)
-    assert "key 'data.cpt.demo_text.txt_mode': 'lines' is not one of" in str(err.value)
+    assert "key 'data.cpt.python_docs': 'adapter_function' is a required property" in str(err.value)
+    assert "key 'data.cpt.python_docs.txt_mode': 'lines' is not one of" in str(err.value)
 
 
 def test_command_files_are_inputs_and_are_checked(project):
@@ -201,7 +201,7 @@ def test_command_files_are_inputs_and_are_checked(project):
 
 def test_discover_experiments(project):
     (Path("config/experiments/empty")).mkdir()  # no pipeline.yaml: not an experiment
-    assert discover_experiments() == ["demo"]
+    assert discover_experiments() == ["demo", "demo-no-python_docs"]
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "config/experiments").iterdir()))
@@ -282,9 +282,9 @@ def test_a_fifo_source_is_named_as_such(project):
 
     pipeline = yaml.safe_load((DEMO / "pipeline.yaml").read_text())
     os.mkfifo("pipe.jsonl")
-    pipeline["data"]["cpt"]["demo_text"]["sources"] = ["pipe.jsonl"]
+    pipeline["data"]["cpt"]["python_docs"]["sources"] = ["pipe.jsonl"]
     write_yaml(DEMO / "pipeline.yaml", pipeline)
-    with pytest.raises(ConfigError, match=r"data\.cpt\.demo_text\.sources: pipe\.jsonl is a FIFO.*, not a regular "
+    with pytest.raises(ConfigError, match=r"data\.cpt\.python_docs\.sources: pipe\.jsonl is a FIFO.*, not a regular "
                                           r"file; give a file"):
         load_run_config({})
 
@@ -310,7 +310,7 @@ def test_baseline_and_primary_load(project):
 @pytest.mark.parametrize("baseline, expected", [
     ("demo", "pipeline.yaml: baseline 'demo' names this experiment itself; set it to another experiment, or to null"),
     ("dmeo2", "pipeline.yaml: baseline 'dmeo2': no experiment config/experiments/dmeo2/pipeline.yaml; did you mean "
-              "demo2, demo? experiments: demo, demo2"),
+              "demo2, demo? experiments: demo, demo-no-python_docs, demo2"),
 ])
 def test_a_bad_baseline_is_named_with_the_fix(project, baseline, expected):
     _second_experiment("demo2")
@@ -335,7 +335,7 @@ def test_a_baseline_cycle_is_an_error_before_any_job(project):
 
 @pytest.mark.parametrize("primary, expected", [
     (["heldout:bits_per_byte"], "primary lists 'heldout', which is not a registered eval set (registered: "
-                                "heldout_text, wordnet_chat, wordnet_mc)"),
+                                "heldout_python_docs, heldout_text, wordnet_chat, wordnet_mc)"),
     (["heldout_text:acc"], "primary lists 'heldout_text:acc', but heldout_text is a perplexity set, whose metric is "
                            "bits_per_byte: write 'heldout_text:bits_per_byte'"),
     (["wordnet_chat:rouge_l"], "wordnet_chat is a generation set, whose metric is chrf"),

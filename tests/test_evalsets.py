@@ -19,6 +19,7 @@ from llmrunner.evalsets import (
     load_registry,
     read_items,
     recorded_versions,
+    set_files,
     version_of,
     write_version_record,
 )
@@ -46,7 +47,11 @@ def test_fields_are_the_schema_keys():
 def test_demo_sets_are_registered(project):
     registry = load_registry()
     assert {n: s.kind for n, s in registry.items()} == {
-        "heldout_text": "perplexity", "wordnet_mc": "multiple_choice", "wordnet_chat": "generation"}
+        "heldout_text": "perplexity", "heldout_python_docs": "perplexity", "wordnet_mc": "multiple_choice",
+        "wordnet_chat": "generation"}
+    # the demo's held-out text, one file per source: all of it, and the Python docs alone (the first file)
+    text, python_docs = read_items(registry["heldout_text"]), read_items(registry["heldout_python_docs"])
+    assert (len(text), len(python_docs)) == (45, 39) and text[:39] == python_docs
     chat = read_items(registry["wordnet_chat"])
     # the last assistant turn is the reference; the prompt keeps the system and user turns
     assert [m["role"] for m in chat[0]["messages"]] == ["system", "user"]
@@ -89,6 +94,36 @@ def test_text_file_documents_are_paragraphs(tmp_path):
 def test_bad_items_name_file_line_and_key(tmp_path, rows, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         read_items(mc_set(tmp_path, rows))
+
+
+def test_data_lists_files_read_in_order(tmp_path):
+    first = write_lines(tmp_path / "a.jsonl", [{"text": "one"}, {"text": "two"}])
+    second = write_lines(tmp_path / "b" / "c.jsonl", [{"text": "three"}])
+    listed = EvalSet.from_dict("t", {"kind": "perplexity", "data": [str(first), str(second)]})
+    assert [i["text"] for i in read_items(listed)] == ["one", "two", "three"]
+    assert set_files(listed, tmp_path)[1:] == [first, second]  # what the eval and udatasets rules read
+    # the same items from one file: the same ids and version
+    joined = write_lines(tmp_path / "all.jsonl", [{"text": "one"}, {"text": "two"}, {"text": "three"}])
+    single = EvalSet.from_dict("t", {"kind": "perplexity", "data": str(joined)})
+    assert read_items(single) == read_items(listed) and version_of(read_items(single)) == version_of(read_items(listed))
+
+
+def test_listed_files_are_named_in_errors(tmp_path):
+    good = write_lines(tmp_path / "a.jsonl", [{"id": "x", "text": "one"}, {"text": "two"}])
+    bad = write_lines(tmp_path / "b.jsonl", [{"text": "three"}, "{not json"])
+    with pytest.raises(ConfigError, match=r"t\.yaml: .*b\.jsonl, line 2: not valid JSON"):
+        read_items(EvalSet.from_dict("t", {"kind": "perplexity", "data": [str(good), str(bad)]}), "t.yaml")
+    again = write_lines(tmp_path / "c.jsonl", [{"text": "three"}, {"id": "x", "text": "four"}])
+    with pytest.raises(ConfigError, match=rf"{again} line 2: item id 'x' is also the id of {good} line 1; ids must "
+                                          r"be unique within a set"):
+        read_items(EvalSet.from_dict("t", {"kind": "perplexity", "data": [str(good), str(again)]}))
+    empty = write_lines(tmp_path / "empty.jsonl", [])
+    with pytest.raises(ConfigError, match=rf"data {empty} has no items; add some, or remove it from `data`$"):
+        read_items(EvalSet.from_dict("t", {"kind": "perplexity", "data": [str(good), str(empty)]}))
+    with pytest.raises(ConfigError, match=r"data a\.txt is a text file; kind multiple_choice needs \.jsonl items"):
+        EvalSet.from_dict("t", {"kind": "multiple_choice", "data": [str(good), "a.txt"]})
+    with pytest.raises(ConfigError, match=r"key 'data': \[\] should be non-empty"):
+        EvalSet.from_dict("t", {"kind": "perplexity", "data": []})
 
 
 def test_mapped_key_missing_names_the_mapping(tmp_path):

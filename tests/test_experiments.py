@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from base64 import urlsafe_b64encode
@@ -96,61 +97,72 @@ def test_clone_errors_name_the_problem(project):
     assert not Path("config/experiments/nodata").exists() and not Path("config/experiments/stale").exists()
 
 
-def _two_cpt_datasets(blend: dict | None = None) -> None:
-    pipeline_file = Path("config/experiments/demo/pipeline.yaml")
-    pipeline = yaml.safe_load(pipeline_file.read_text())
-    pipeline["data"]["cpt"]["extra"] = {"sources": ["resources/demo/cpt.jsonl.gz"], "adapter": "text"}
-    write_yaml(pipeline_file, pipeline)
-    if blend is not None:
-        step = Path("config/experiments/demo/steps/4.train_cpt.yaml")
-        write_yaml(step, {**yaml.safe_load(step.read_text()), "blend": blend})
+DEMO_CPT = ["python_docs", "jargon", "wordnet_text"]  # the shipped demo's CPT datasets, one per source
+SHIPPED_ABLATION = Path("config/experiments/demo-no-python_docs")
+
+
+def test_the_shipped_ablation_is_what_ablate_makes(project):
+    """config/experiments/demo-no-python_docs is `prepare_exp.py --ablate demo --datasets python_docs` plus the
+    metric that judges it: made again here, it matches."""
+    shipped = {p.relative_to(SHIPPED_ABLATION): yaml.safe_load(p.read_text()) for p in SHIPPED_ABLATION.rglob("*.yaml")}
+    shutil.rmtree(SHIPPED_ABLATION)
+    ablate("demo", ["python_docs"])
+    made = {p.relative_to(SHIPPED_ABLATION): yaml.safe_load(p.read_text()) for p in SHIPPED_ABLATION.rglob("*.yaml")}
+    assert shipped[Path("pipeline.yaml")].pop("primary") == ["heldout_python_docs:bits_per_byte"]
+    assert shipped == made and list(made[Path("pipeline.yaml")]["data"]["cpt"]) == ["jargon", "wordnet_text"]
 
 
 def test_ablate_writes_one_experiment_per_dataset_left_out(project):
-    _two_cpt_datasets(blend={"demo_text": 1, "extra": 3})
+    shutil.rmtree(SHIPPED_ABLATION)  # made again below, with the others
+    weights = {"python_docs": 1, "jargon": 2, "wordnet_text": 3}
+    step = Path("config/experiments/demo/steps/4.train_cpt.yaml")
+    write_yaml(step, {**yaml.safe_load(step.read_text()), "blend": weights})
     made = ablate("demo")  # sft has one dataset: not ablated by default
-    assert [(a.name, a.kind, a.removed) for a in made] == [("demo-no-demo_text", "cpt", ("demo_text",)),
-                                                           ("demo-no-extra", "cpt", ("extra",))]
-    for ablation, kept in zip(made, ("extra", "demo_text")):
+    assert [(a.name, a.kind, a.removed) for a in made] == [(f"demo-no-{d}", "cpt", (d,)) for d in DEMO_CPT]
+    for ablation in made:
+        kept = [d for d in DEMO_CPT if d not in ablation.removed]
         folder = Path("config/experiments") / ablation.name
         pipeline = yaml.safe_load((folder / "pipeline.yaml").read_text())
         assert pipeline["baseline"] == "demo"
-        assert list(pipeline["data"]["cpt"]) == [kept] and list(pipeline["data"]["sft"]) == ["wordnet_chat"]
+        assert list(pipeline["data"]["cpt"]) == kept and list(pipeline["data"]["sft"]) == ["wordnet_chat"]
         assert pipeline["description"] == ablation.description
         blend = yaml.safe_load((folder / "steps/4.train_cpt.yaml").read_text())["blend"]
-        assert blend == {kept: {"demo_text": 1, "extra": 3}[kept]}  # training refuses a weight for data it lacks
-        assert list(load_experiment(ablation.name, "datapool").datasets("cpt")) == [kept]  # a valid config
-    assert not Path("datapool/experiments/demo-no-extra").exists()  # the source has not run: nothing to copy
+        assert blend == {d: weights[d] for d in kept}  # training refuses a weight for data it lacks
+        assert list(load_experiment(ablation.name, "datapool").datasets("cpt")) == kept  # a valid config
+    assert not Path("datapool/experiments/demo-no-jargon").exists()  # the source has not run: nothing to copy
 
 
 def test_ablate_only_and_chosen_datasets(project):
-    _two_cpt_datasets()
-    assert [a.name for a in ablate("demo", ["cpt:extra"], only=True)] == ["demo-only-extra"]
-    pipeline = yaml.safe_load(Path("config/experiments/demo-only-extra/pipeline.yaml").read_text())
-    assert list(pipeline["data"]["cpt"]) == ["extra"]
-    with pytest.raises(ConfigError, match=r"--datasets: nope not in data of .*datasets: cpt:demo_text, cpt:extra, "
-                                          r"sft:wordnet_chat"):
+    assert [a.name for a in ablate("demo", ["cpt:jargon"], only=True)] == ["demo-only-jargon"]
+    pipeline = yaml.safe_load(Path("config/experiments/demo-only-jargon/pipeline.yaml").read_text())
+    assert list(pipeline["data"]["cpt"]) == ["jargon"]
+    with pytest.raises(ConfigError, match=r"--datasets: nope not in data of .*datasets: cpt:python_docs, cpt:jargon, "
+                                          r"cpt:wordnet_text, sft:wordnet_chat"):
         ablate("demo", ["nope"])
     with pytest.raises(ConfigError, match="demo-no-wordnet_chat would leave data.sft of .* with no dataset while "
                                           "steps.tokenize_sft is on"):
         ablate("demo", ["wordnet_chat"])
-    with pytest.raises(ConfigError, match="config/experiments/demo-only-extra already exists"):
-        ablate("demo", ["extra", "demo_text"], only=True)
-    assert not Path("config/experiments/demo-only-demo_text").exists()  # refused before anything was written
+    with pytest.raises(ConfigError, match="config/experiments/demo-only-jargon already exists"):
+        ablate("demo", ["wordnet_text", "jargon"], only=True)
+    assert not Path("config/experiments/demo-only-wordnet_text").exists()  # refused before anything was written
 
 
 def test_ablate_without_a_kind_of_two_says_so(project):
+    pipeline_file = Path("config/experiments/demo/pipeline.yaml")
+    pipeline = yaml.safe_load(pipeline_file.read_text())
+    pipeline["data"]["cpt"] = {"python_docs": pipeline["data"]["cpt"]["python_docs"]}
+    write_yaml(pipeline_file, pipeline)
     with pytest.raises(ConfigError, match="no kind with 2 or more datasets .1 cpt, 1 sft.*--datasets"):
         ablate("demo")
 
 
 def test_prepare_exp_ablate_prints_what_it_made_and_the_command(project):
-    _two_cpt_datasets()
+    shutil.rmtree(SHIPPED_ABLATION)
     proc = subprocess.run([sys.executable, str(REPO / "scripts/prepare_exp.py"), "--ablate", "demo"],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert "created config/experiments/demo-no-demo_text" in proc.stdout
-    assert "--config experiments=[demo,demo-no-demo_text,demo-no-extra]" in proc.stdout
+    assert "created config/experiments/demo-no-python_docs" in proc.stdout
+    assert "--config experiments=[demo,demo-no-python_docs,demo-no-jargon,demo-no-wordnet_text]" in proc.stdout
 
 
 def test_experiment_from_pipeline(project):

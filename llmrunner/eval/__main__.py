@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import asdict
 from pathlib import Path
 
@@ -11,18 +10,8 @@ from llmrunner.cli import parse_settings, run_main
 from llmrunner.errors import LLMRunnerError
 from llmrunner.eval.core import evaluate_model, write_results
 from llmrunner.eval.settings import EvalSettings
-from llmrunner.evalsets import EvalSet, write_version_record
-
-
-def parse_evalsets(text: str) -> list[EvalSet]:
-    """The sets to score, as the rule passes them: a JSON list of EvalSet.to_dict() (RUN.evalsets_json)."""
-    try:
-        values = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise LLMRunnerError(f"--evalsets is not valid JSON ({err}); pass RUN.evalsets_json(names)") from None
-    if not isinstance(values, list) or not values or not all(isinstance(v, dict) and "name" in v for v in values):
-        raise LLMRunnerError("--evalsets must be a non-empty JSON list of eval sets ({name, kind, ...})")
-    return [EvalSet.from_dict(v["name"], {k: x for k, x in v.items() if k != "name"}) for v in values]
+from llmrunner.evalsets import evalsets_from_json, write_version_record
+from llmrunner.tracking import start_run
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -41,7 +30,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     settings = EvalSettings.from_dict(parse_settings(args.settings))
-    evalsets = parse_evalsets(args.evalsets)
+    evalsets = list(evalsets_from_json(args.evalsets).values())
+    if not evalsets:
+        raise LLMRunnerError("--evalsets lists no eval set; the eval step needs at least one")
     threads = args.threads or settings.threads
     args.out.unlink(missing_ok=True)  # a failed run must not leave the previous results looking current
     output, scored = evaluate_model(args.model, args.out.parent, evalsets, args.stage,
@@ -50,7 +41,14 @@ def main(argv: list[str] | None = None) -> None:
     for evalset in evalsets:
         result = scored[evalset.name]
         write_version_record(str(args.datapool), evalset, result.summary["version"], result.ids)
-    write_results(args.out, args.model, args.stage, output, scored, asdict(settings) | {"threads": threads})
+    summary = write_results(args.out, args.model, args.stage, output, scored,
+                            asdict(settings) | {"threads": threads})
+    # results.json: <DATAPOOL_ROOT>/reports/eval/<stage>/results.json
+    run = start_run(f"eval-{args.stage}", args.out.parents[3], "eval", args.out.parent)
+    if run is not None:
+        run.summary.update({f"{name}/{key}": s[key] for name, s in summary["sets"].items()
+                            for key in ("score", "version", "items")})
+        run.finish()
 
 
 if __name__ == "__main__":

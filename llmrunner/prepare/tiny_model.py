@@ -7,17 +7,20 @@ order), so Snakemake and the tests can treat the folder as a pure function of th
 """
 from __future__ import annotations
 
+import gzip
+import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 from pathlib import Path
-
-from llmrunner.jsonl import iter_records
 
 log = logging.getLogger(__name__)
 
-DEMO_CORPUS = Path("resources/demo/cpt.jsonl.gz")
-"""The text the demo tokenizer is trained on, relative to the repository root (the workflow's working
-directory, so the prepare rule's input has no absolute path and a moved checkout reruns nothing)."""
+DEMO_CORPUS = tuple(Path("resources/demo/cpt") / f"{source}.jsonl.gz"
+                    for source in ("python-docs", "jargon-text", "wordnet"))
+"""The text the demo tokenizer is trained on: the demo's CPT sources, one file each, relative to the repository
+root (the workflow's working directory, so the prepare rule's inputs have no absolute path and a moved checkout
+reruns nothing)."""
 
 VOCAB_SIZE = 8192
 CORPUS_BYTES = 5_000_000  # enough text for a stable 8k vocabulary; training then takes ~1.5 s
@@ -54,11 +57,26 @@ MODEL_SHAPE = {
 }
 
 
-def corpus_texts(corpus: Path, max_bytes: int) -> Iterator[str]:
-    """The corpus's documents in file order, stopping once `max_bytes` of UTF-8 text were given."""
+def corpus_lines(corpus: Sequence[Path]) -> Iterator[str]:
+    """The JSON lines of the corpus's gzip'd files, one from each file in turn (files in the given order, each in
+    file order; a file that runs out drops out): every source early on, and the same files give the same lines."""
+    with ExitStack() as stack:
+        files = [stack.enter_context(gzip.open(path, "rt", encoding="utf-8")) for path in corpus]
+        while files:
+            for f in list(files):
+                line = f.readline()
+                if line:
+                    yield line
+                else:
+                    files.remove(f)
+
+
+def corpus_texts(corpus: Sequence[Path], max_bytes: int) -> Iterator[str]:
+    """The texts of `corpus_lines`, stopping once `max_bytes` of UTF-8 text were given: every source gets into
+    the vocabulary, whatever the budget."""
     seen = 0
-    for _, record in iter_records(corpus):
-        text = record.get("text")
+    for line in corpus_lines(corpus):
+        text = json.loads(line).get("text") if line.strip() else None
         if isinstance(text, str) and text:
             yield text
             seen += len(text.encode("utf-8"))
@@ -66,7 +84,7 @@ def corpus_texts(corpus: Path, max_bytes: int) -> Iterator[str]:
                 return
 
 
-def train_tokenizer(corpus: Path, max_bytes: int = CORPUS_BYTES, vocab_size: int = VOCAB_SIZE):
+def train_tokenizer(corpus: Sequence[Path], max_bytes: int = CORPUS_BYTES, vocab_size: int = VOCAB_SIZE):
     """Train a byte-level BPE (GPT-2 / Qwen style pre-tokenizer) and wrap it for transformers."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
@@ -88,7 +106,7 @@ def train_tokenizer(corpus: Path, max_bytes: int = CORPUS_BYTES, vocab_size: int
     return hf
 
 
-def build_tiny_qwen3(out: Path, corpus: Path = DEMO_CORPUS, max_bytes: int = CORPUS_BYTES) -> None:
+def build_tiny_qwen3(out: Path, corpus: Sequence[Path] = DEMO_CORPUS, max_bytes: int = CORPUS_BYTES) -> None:
     """Write the demo base model (tokenizer + random-init Qwen3ForCausalLM, float32 safetensors) to `out`."""
     import torch
     from transformers import Qwen3Config, Qwen3ForCausalLM
@@ -111,4 +129,4 @@ def build_tiny_qwen3(out: Path, corpus: Path = DEMO_CORPUS, max_bytes: int = COR
     tokenizer.save_pretrained(out)
     params = sum(p.numel() for p in model.parameters())
     log.info("built tiny-qwen3 in %s: vocab %d, %.2f M parameters, tokenizer from %s (first %d bytes)",
-             out, len(tokenizer), params / 1e6, corpus, max_bytes)
+             out, len(tokenizer), params / 1e6, ", ".join(map(str, corpus)), max_bytes)

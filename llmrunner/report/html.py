@@ -160,8 +160,8 @@ def experiments_table(shown: list[Shown], page: Path) -> str:
     baseline (when some experiment has one); click a header to sort, or open the page with ?sort=KEY&dir=desc."""
     columns = score_columns({s.name: s.sets for s in shown})
     compared = any(s.record.get("status") == "compared" for s in shown)
-    headers, keys = ["experiment", "stage", "baseline", "final train loss", "final val loss"], \
-        ["experiment", "stage", "baseline", "train_loss", "val_loss"]
+    headers = ["experiment", "stage", "baseline", "final train loss", "final val loss"]
+    keys = ["experiment", "stage", "baseline", "train_loss", "val_loss"]
     for (name, version), (size, metric) in columns.items():
         headers.append(f"{name} {metric} {version or MISSING} ({size} items)")
         keys.append(f"score:{name}:{version}")
@@ -288,13 +288,14 @@ def eval_section(s: Shown) -> str:
     return "".join(parts)
 
 
-def funnel(dataset: str, stats: dict) -> Bar | None:
-    """A dataset's udatasets accounting as bar segments: kept, rejected by reason, duplicates (exact, near)."""
+def funnel(dataset: str, stats: dict, reasons: list[str]) -> Bar | None:
+    """A dataset's udatasets accounting as bar segments: kept, rejected by reason, duplicates (exact, near);
+    `reasons` (every reject reason of the chart) give each reason the same colour in every bar."""
     kept, rejected, duplicates = stats.get("kept"), stats.get("rejected"), stats.get("duplicates")
     segments = [("kept", kept, KEPT)] if isinstance(kept, int) else []
     if isinstance(rejected, dict):
-        segments += [(f"rejected: {reason}", n, REJECTED[i % len(REJECTED)])
-                     for i, (reason, n) in enumerate(sorted(rejected.items())) if isinstance(n, int)]
+        segments += [(f"rejected: {reason}", n, REJECTED[reasons.index(reason) % len(REJECTED)])
+                     for reason, n in sorted(rejected.items()) if isinstance(n, int)]
     elif isinstance(rejected, int):
         segments.append(("rejected", rejected, REJECTED[0]))
     if isinstance(duplicates, dict):
@@ -311,7 +312,9 @@ def funnel_section(s: Shown) -> str:
     """Per kind, a bar per dataset: what udatasets kept of its input and why it dropped the rest."""
     parts = ["<h3>Data funnel (udatasets)</h3>"]
     for kind, found in s.stats.items():
-        bars = [bar for dataset, stats in found.items() if (bar := funnel(dataset, stats))]
+        reasons = sorted({r for stats in found.values() if isinstance(stats.get("rejected"), dict)
+                          for r in stats["rejected"]})
+        bars = [bar for dataset, stats in found.items() if (bar := funnel(dataset, stats, reasons))]
         if bars:
             parts.append(stacked_bars(f"{kind.upper()} datasets: input → kept / rejected / duplicates", bars))
     if len(parts) == 1:

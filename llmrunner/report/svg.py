@@ -113,28 +113,42 @@ class Bar:
     note: str
 
 
+def _widths(counts: list[int], length: float, least: float = 2.0) -> list[float]:
+    """Segment lengths proportional to `counts` over `length`, each non-zero one at least `least` long (a handful
+    of rejects among thousands stays visible), the largest segment giving up what the small ones gained."""
+    total = sum(counts)
+    widths = [max(least, length * n / total) if n else 0.0 for n in counts]
+    widths[widths.index(max(widths))] -= sum(widths) - length
+    return widths
+
+
+def _legend(entries: list[tuple[str, str]], x0: float, y0: float, width: float) -> tuple[list[str], float]:
+    """Colour keys laid out left to right, wrapping at `width`; returns the SVG parts and the height used."""
+    parts, x, y = [], x0, y0
+    for name, colour in entries:
+        step = 16 + 7 * len(name) + 18  # about 7 px a character at 12 px
+        if x > x0 and x + step > x0 + width:
+            x, y = x0, y + 20
+        parts += [f'<rect x="{_num(x)}" y="{y}" width="12" height="12" fill="{colour}"/>',
+                  f'<text x="{_num(x + 16)}" y="{y + 6}" dominant-baseline="middle">{escape(name)}</text>']
+        x += step
+    return parts, (y - y0 + 20 if entries else 0)
+
+
 def stacked_bars(title: str, bars: list[Bar], width: int = 760) -> str:
     """Horizontal stacked bars, each as long as the plot (segments are shares of their own bar's total: datasets of
-    very different sizes stay readable), counts on the segments wide enough to hold them, and a legend."""
+    very different sizes stay readable), counts on the segments wide enough to hold them, and a legend of the
+    segments that occur."""
     left, right, label_w, bar_h, gap = 8, 8, 150, 22, 26
     plot_w = width - left - right - label_w
-    legend = list(dict.fromkeys((name, colour) for bar in bars for name, _, colour in bar.segments))
-    height = 28 + len(bars) * (bar_h + gap) + 20 * math.ceil(len(legend) / 4) + 8
-    parts = [f'<svg class="chart" role="img" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" {FONT}>', f"<title>{escape(title)}</title>",
-             f'<text x="{left}" y="18" font-weight="bold" font-size="14">{escape(title)}</text>']
-    y = 28
+    parts, y = [], 28
     for bar in bars:
-        total = sum(n for _, n, _ in bar.segments)
+        segments = [s for s in bar.segments if s[1]]
         parts.append(f'<text x="{left}" y="{y + bar_h / 2}" dominant-baseline="middle">{escape(bar.label)}</text>')
-        x = left + label_w
-        for name, n, colour in bar.segments:
-            if not n:
-                continue
-            w = plot_w * n / total
-            share = f"{n / total:.1%}"
+        x, total = left + label_w, sum(n for _, n, _ in segments)
+        for (name, n, colour), w in zip(segments, _widths([n for _, n, _ in segments], plot_w)):
             parts.append(f'<rect x="{_num(x)}" y="{y}" width="{_num(w)}" height="{bar_h}" fill="{colour}">'
-                         f"<title>{escape(name)}: {escape(fmt(n))} ({share})</title></rect>")
+                         f"<title>{escape(name)}: {escape(fmt(n))} ({n / total:.1%})</title></rect>")
             text = fmt(n)
             if w > 8 * len(text) + 6:
                 parts.append(f'<text x="{_num(x + w / 2)}" y="{y + bar_h / 2}" text-anchor="middle" '
@@ -142,8 +156,10 @@ def stacked_bars(title: str, bars: list[Bar], width: int = 760) -> str:
             x += w
         parts.append(f'<text x="{left + label_w}" y="{y + bar_h + 13}" fill="#444">{escape(bar.note)}</text>')
         y += bar_h + gap
-    for i, (name, colour) in enumerate(legend):
-        lx, ly = left + label_w + (i % 4) * (plot_w / 4), y + 6 + 20 * (i // 4)
-        parts += [f'<rect x="{_num(lx)}" y="{ly}" width="12" height="12" fill="{colour}"/>',
-                  f'<text x="{_num(lx + 16)}" y="{ly + 6}" dominant-baseline="middle">{escape(name)}</text>']
-    return "\n".join([*parts, "</svg>"])
+    entries = list(dict.fromkeys((name, colour) for bar in bars for name, n, colour in bar.segments if n))
+    keys, used = _legend(entries, left + label_w, y + 4, plot_w)
+    height = y + 4 + used + 8
+    head = [f'<svg class="chart" role="img" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+            f"{FONT}>", f"<title>{escape(title)}</title>",
+            f'<text x="{left}" y="18" font-weight="bold" font-size="14">{escape(title)}</text>']
+    return "\n".join([*head, *parts, *keys, "</svg>"])

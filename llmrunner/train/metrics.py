@@ -1,11 +1,14 @@
 """`logs/metrics.jsonl` (one line per step, plus validation lines), the same scalars as TensorBoard
-event files in `logs/tensorboard/`, and the progress log line."""
+event files in `logs/tensorboard/` and, when W&B tracking is on (llmrunner.tracking), in a W&B run, and the
+progress log line."""
 from __future__ import annotations
 
 import json
 import logging
 import time
 from pathlib import Path
+
+from llmrunner.tracking import start_run
 
 log = logging.getLogger("llmrunner.train")
 
@@ -38,6 +41,8 @@ class MetricsLog:
         # from that step on (the steps the interrupted run did after its last checkpoint).
         self.events = SummaryWriter(save_dir / TENSORBOARD,
                                     purge_step=resume_iteration + 1 if resume_iteration else None)
+        # the checkpoint folder is <DATAPOOL_ROOT>/model/<kind>_checkpoints
+        self.tracker = start_run(save_dir.name, save_dir.parents[1], "train", save_dir / METRICS.parent)
 
     def _append(self, record: dict) -> None:
         with self.path.open("a") as f:
@@ -47,9 +52,13 @@ class MetricsLog:
             if name != "iteration":
                 self.events.add_scalar(name, value, iteration)
         self.events.flush()  # on disk with its jsonl line: a kill loses neither more nor less than the jsonl
+        if self.tracker is not None:
+            self.tracker.log({k: v for k, v in record.items() if k != "iteration"}, step=iteration)
 
     def close(self) -> None:
         self.events.close()
+        if self.tracker is not None:
+            self.tracker.finish()
 
     def step(self, iteration: int, loss: float, lr: float, grad_norm: float, tokens_per_s: float) -> None:
         """Record one optimizer step; print a progress line every log_interval steps."""

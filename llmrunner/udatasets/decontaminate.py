@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from llmrunner.errors import ConfigError, StageError
-from llmrunner.evalsets import EvalSet, decontamination_texts, read_items, version_of
+from llmrunner.evalsets import EvalSet, decontamination_texts, evalsets_from_json, read_items, version_of
 from llmrunner.jsonl import iter_records, resolve_inputs
 from llmrunner.udatasets.near_dup import Segment, word_runs
 from llmrunner.udatasets.records import normalise
@@ -185,14 +185,7 @@ def _text_of(ends: np.ndarray, words: np.ndarray) -> np.ndarray:
 def read_evalsets(evalsets_json: str, names: list[str] | None = None) -> dict[str, EvalSet]:
     """The sets of a rule's `--evalsets` JSON ([EvalSet.to_dict(), ...]), by name; with `names`, those sets,
     in that order, each of which must be there and not an lm_eval set."""
-    try:
-        values = json.loads(evalsets_json)
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"--evalsets: not valid JSON ({err}); give a list of eval set definitions") from None
-    if not isinstance(values, list) or not all(isinstance(v, dict) and isinstance(v.get("name"), str)
-                                               for v in values):
-        raise ConfigError("--evalsets: expected a JSON list of eval set definitions, each with its name")
-    given = {v["name"]: EvalSet.from_dict(v["name"], {k: x for k, x in v.items() if k != "name"}) for v in values}
+    given = evalsets_from_json(evalsets_json)
     if names is None:
         return given
     problems = []

@@ -32,7 +32,7 @@ def run(project: Path) -> dict:
     gain = DEMO.parent / "gain" / "pipeline.yaml"
     edit(gain, baseline="demo", primary=["heldout_text:bits_per_byte"])
     data = yaml.safe_load(gain.read_text())["data"]
-    data["cpt"]["demo_text"].update(adapter="custom", adapter_function="adapters/keep.py:convert")
+    data["cpt"]["python_docs"].update(adapter="custom", adapter_function="adapters/keep.py:convert")
     edit(gain, data=data)
     edit(DEMO.parent / "same" / "pipeline.yaml", baseline="demo", primary=["heldout_text:bits_per_byte"])
     config = load_run_config({"experiments": ["demo", *EXPERIMENTS]})
@@ -74,10 +74,10 @@ def test_a_clear_gain_is_archived_and_the_others_say_why_not(run: dict) -> None:
     assert why["low"] < why["delta"] < why["high"] < 0 and why["result"] == "better"
     assert manifest["baseline"] == "demo" and manifest["versions"] == {"heldout_text": "v12"}
     stored = {f["path"]: f for f in manifest["files"]}
-    processed = datapool / "experiments/gain/data/processed/cpt/demo_text.jsonl"
-    assert stored["data/cpt/demo_text.jsonl"]["stored"] == "hard link"
-    assert os.stat(entry / "data/cpt/demo_text.jsonl").st_ino == os.stat(processed).st_ino
-    assert {"data/sft/wordnet_chat.jsonl", "data/cpt/demo_text.stats.json", "data/sft/wordnet_chat.stats.json",
+    processed = datapool / "experiments/gain/data/processed/cpt/python_docs.jsonl"
+    assert stored["data/cpt/python_docs.jsonl"]["stored"] == "hard link"
+    assert os.stat(entry / "data/cpt/python_docs.jsonl").st_ino == os.stat(processed).st_ino
+    assert {"data/sft/wordnet_chat.jsonl", "data/cpt/python_docs.stats.json", "data/sft/wordnet_chat.stats.json",
             "adapters/keep.py", "config/pipeline.yaml", "config/steps/8.eval.yaml", "config.json",
             "deltas.json"} <= set(stored)
     for path, f in stored.items():
@@ -98,11 +98,11 @@ def test_rerunning_adds_and_never_removes(run: dict) -> None:
     run_archive(run)
     assert entries(datapool, "gain") == [first]  # the same content: kept, not archived twice
     # the pipeline rebuilds the processed data (a new file in its place), and the experiment still wins
-    processed = datapool / "experiments/gain/data/processed/cpt/demo_text.jsonl"
+    processed = datapool / "experiments/gain/data/processed/cpt/python_docs.jsonl"
     processed.unlink()
     processed.write_text('{"text": "rebuilt"}\n')
     index = run_archive(run, ["gain"])
     assert len(entries(datapool, "gain")) == 2 and first in entries(datapool, "gain")
-    assert (first / "data/cpt/demo_text.jsonl").read_text() == '{"gain": "cpt demo_text"}\n'  # old content kept
+    assert (first / "data/cpt/python_docs.jsonl").read_text() == '{"gain": "cpt python_docs"}\n'  # old content kept
     assert index.count("| gain | [`gain/") == 2  # both entries listed
     assert "## Considered in the latest run" in index and "| same |" not in index.split("## Considered")[1]

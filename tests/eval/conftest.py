@@ -42,8 +42,12 @@ def build_tiny_model(out: Path, texts: list[str], *, vocab_size: int, hidden: in
 
 
 def demo_texts() -> list[str]:
-    with (DEMO / "cpt_heldout.jsonl").open(encoding="utf-8") as f:
-        return [json.loads(line)["text"] for line in f]
+    """The demo's held-out documents, one file per source (resources/demo/heldout/), in name order."""
+    texts = []
+    for path in sorted((DEMO / "heldout").glob("*.jsonl")):
+        with path.open(encoding="utf-8") as f:
+            texts += [json.loads(line)["text"] for line in f]
+    return texts
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,8 @@ from llmrunner.eval.tasks import (
 from llmrunner.evalsets import EvalSet, plain_prompt, read_items
 
 DEMO_SETS = {
-    "heldout_text": {"kind": "perplexity", "data": "resources/demo/cpt_heldout.jsonl"},
+    "heldout_text": {"kind": "perplexity", "data": [f"resources/demo/heldout/{source}.jsonl"
+                                                    for source in ("python-docs", "jargon-text", "wordnet")]},
     "wordnet_mc": {"kind": "multiple_choice", "data": "resources/demo/mc_eval.jsonl", "num_fewshot": 2},
     "wordnet_chat": {"kind": "generation", "data": "resources/demo/chat_heldout.jsonl", "metric": "rouge_l",
                      "max_new_tokens": 16},

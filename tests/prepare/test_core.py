@@ -31,7 +31,9 @@ def builtin_model(tmp_path_factory) -> Path:
 
 
 def test_demo_corpus_is_in_the_repository():
-    assert DEMO_CORPUS == Path("resources/demo/cpt.jsonl.gz") and (REPO / DEMO_CORPUS).is_file()
+    assert [str(path) for path in DEMO_CORPUS] == [f"resources/demo/cpt/{source}.jsonl.gz"
+                                                   for source in ("python-docs", "jargon-text", "wordnet")]
+    assert all((REPO / path).is_file() for path in DEMO_CORPUS)
 
 
 def test_builtin_model_is_byte_identical_when_built_again(builtin_model, tmp_path):

@@ -8,7 +8,6 @@ The demo experiment trimmed to what training needs (a 200-document CPT source, t
 first; only train_run goes through SLURM."""
 from __future__ import annotations
 
-import gzip
 import itertools
 import json
 import re
@@ -23,7 +22,7 @@ from llmrunner.config import load_experiment
 from llmrunner.train.launch import expand_hostlist
 from tests.demo import snakemake
 from tests.megatron.fixtures import run_stage
-from tests.paths import REPO, write_yaml
+from tests.paths import REPO, demo_cpt_lines, write_yaml
 from tests.slurm.test_slurm_demo import PROFILE, SlurmRun, rule_of, run_id
 from tests.train.runs import metrics
 
@@ -46,8 +45,7 @@ def trimmed_demo(workdir: Path) -> None:
     shutil.copytree(REPO / "config", workdir / "config")
     (workdir / "resources").symlink_to(REPO / "resources")
     exp = workdir / "config/experiments/demo"
-    with gzip.open(REPO / "resources/demo/cpt.jsonl.gz", "rt") as demo_text:
-        (workdir / "cpt_small.jsonl").write_text("".join(itertools.islice(demo_text, 200)))
+    (workdir / "cpt_small.jsonl").write_text("".join(itertools.islice(demo_cpt_lines(), 200)))
     pipeline = yaml.safe_load((exp / "pipeline.yaml").read_text())
     pipeline["steps"] = {step: step in ("tokenize_cpt", "hf2mg", "train_cpt") for step in pipeline["steps"]}
     pipeline["data"] = {"cpt": {"small": {"sources": ["cpt_small.jsonl"], "adapter": "text"}}}

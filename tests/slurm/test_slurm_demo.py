@@ -230,7 +230,8 @@ def test_per_dataset_steps_are_separate_slurm_jobs_that_run_side_by_side(slurm_d
         if job["JobName"] == run_id(slurm_demo.failed):
             by_rule.setdefault(rule_of(job)[0], []).append(job)
     for rule in ("prepare_raw_data", "udatasets_clean"):
-        assert sorted(rule_of(j)[1] for j in by_rule[rule]) == ["demo_cpt_demo_text", "demo_sft_wordnet_chat"]
+        assert sorted(rule_of(j)[1] for j in by_rule[rule]) == ["demo_cpt_jargon", "demo_cpt_python_docs",
+                                                                "demo_cpt_wordnet_text", "demo_sft_wordnet_chat"]
     overlapping = [rule for rule in ("prepare_raw_data", "udatasets_clean")
                    if (a := by_rule[rule][0])["StartTime"] <= (b := by_rule[rule][1])["EndTime"]
                    and b["StartTime"] <= a["EndTime"]]

@@ -17,7 +17,7 @@ def tiny_tokenizer_dir(tmp_path_factory) -> Path:
     from llmrunner.prepare.tiny_model import DEMO_CORPUS, train_tokenizer
 
     out = tmp_path_factory.mktemp("tok")
-    train_tokenizer(REPO / DEMO_CORPUS, max_bytes=300_000).save_pretrained(out)  # ~0.3 s; vocab ~8k
+    train_tokenizer([REPO / path for path in DEMO_CORPUS], max_bytes=300_000).save_pretrained(out)  # ~0.3 s; vocab ~8k
     return out
 
 

@@ -5,14 +5,12 @@ to the length asked for. Also a script, to write one as a JSON Lines file for me
 """
 from __future__ import annotations
 
-import gzip
 import json
 import sys
 from itertools import cycle
 from pathlib import Path
 
-from llmrunner.prepare.tiny_model import DEMO_CORPUS
-from tests.paths import REPO
+from tests.paths import demo_cpt_texts
 
 EXTRAS = ["日本語のテキスト、中文文本，한국어 텍스트", "emoji 🙂👍🏽 and ZWJ 👩‍👩‍👧", "e\u0301 vs \u00e9",
           "Ελληνικά кириллица עברית العربية", "\u00a0nbsp\u2009thin\u3000ideographic", " " * 300, "\t" * 40,
@@ -22,12 +20,11 @@ EXTRAS = ["日本語のテキスト、中文文本，한국어 텍스트", "emoj
 def demo_texts(limit_chars: int) -> list[str]:
     """The demo corpus's documents, up to about `limit_chars` characters of them."""
     texts, chars = [], 0
-    with gzip.open(REPO / DEMO_CORPUS, "rt", encoding="utf-8") as lines:
-        for line in lines:
-            texts.append(json.loads(line)["text"])
-            chars += len(texts[-1])
-            if chars >= limit_chars:
-                break
+    for text in demo_cpt_texts():
+        texts.append(text)
+        chars += len(text)
+        if chars >= limit_chars:
+            break
     return texts
 
 

@@ -3,7 +3,6 @@ would have at any size; a `.json` array reads a record of many read chunks as js
 encoded in pieces to the bytes json.dumps gives."""
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import subprocess
@@ -15,7 +14,7 @@ import pytest
 from llmrunner.udatasets import json_stream, shard
 from llmrunner.udatasets.clean import Cleaning
 from llmrunner.udatasets.json_stream import iter_json_array
-from tests.paths import REPO
+from tests.paths import REPO, demo_cpt_texts
 
 DOCUMENT_BYTES = 50 << 20
 PEAK_RSS_BOUND = 1 << 30
@@ -29,9 +28,7 @@ MEASURED = ("import resource, subprocess, sys\nsubprocess.run(sys.argv[1:], chec
 def demo_texts() -> list[str]:
     """The demo CPT documents, cleaned (so cleaning leaves a text joined from them unchanged), without the
     characters beyond U+FFFF (one emoji): Python would hold the whole joined text at 4 bytes a character, not 2."""
-    with gzip.open(REPO / "resources/demo/cpt.jsonl.gz", "rt", encoding="utf-8") as lines:
-        texts = [json.loads(line)["text"] for line in lines]
-    return [Cleaning().text("".join(c for c in text if ord(c) <= 0xFFFF)) for text in texts]
+    return [Cleaning().text("".join(c for c in text if ord(c) <= 0xFFFF)) for text in demo_cpt_texts()]
 
 
 def big_document(size: int) -> str:

@@ -176,7 +176,7 @@ def test_long_strings_and_lists_are_shortened_in_samples(tmp_path):
     assert "\\ud800" in report  # a lone surrogate is printed escaped, not as an encoding error
 
 
-@pytest.mark.parametrize("demo, adapter", [("cpt.jsonl.gz", "text"), ("sft.jsonl.gz", "messages")])
+@pytest.mark.parametrize("demo, adapter", [("cpt/python-docs.jsonl.gz", "text"), ("sft.jsonl.gz", "messages")])
 def test_the_demo_data(demo, adapter):
     result = inspect_source(REPO / "resources/demo" / demo)
     assert result.suggestion.adapter == adapter and result.suggestion.accepted == result.records > 1000

@@ -4,7 +4,6 @@ Signatures are deterministic, so every outcome here is fixed; the similarities a
 thresholds (LSH and the MinHash estimate are approximate near them)."""
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import random
@@ -23,20 +22,18 @@ from llmrunner.udatasets.near_dup import (
     minhash_signature,
     recall_point,
 )
-from tests.paths import REPO
+from tests.paths import REPO, demo_cpt_texts
 
 
 @pytest.fixture(scope="module")
 def documents() -> list[str]:
     """The first 12 demo CPT documents of 300 words or more."""
     texts = []
-    with gzip.open(REPO / "resources/demo/cpt.jsonl.gz", "rt", encoding="utf-8") as lines:
-        for line in lines:
-            text = json.loads(line)["text"]
-            if len(text.split()) >= 300:
-                texts.append(text)
-            if len(texts) == 12:
-                return texts
+    for text in demo_cpt_texts():
+        if len(text.split()) >= 300:
+            texts.append(text)
+        if len(texts) == 12:
+            return texts
     raise AssertionError("the demo corpus has fewer than 12 documents of 300+ words")
 
 

@@ -54,7 +54,7 @@ def test_a_clone_without_change_reruns_nothing_that_computes(workdir: Path):
     assert plan(workdir, "same") == REPORT
     assert plan(workdir, "demo") == {}  # the source is untouched
     root = workdir / "datapool/experiments"
-    for rel in ("model/sft_checkpoints/complete.json", "data/processed/cpt/demo_text.jsonl"):
+    for rel in ("model/sft_checkpoints/complete.json", "data/processed/cpt/python_docs.jsonl"):
         assert (root / "same" / rel).stat().st_mtime == (root / "demo" / rel).stat().st_mtime
 
 
@@ -70,8 +70,10 @@ def test_cloning_onto_an_existing_experiment_is_refused(workdir: Path):
 
 def test_a_dataset_setting_change_reruns_its_data_and_what_follows(workdir: Path):
     config = clone(workdir, "reading")
-    edit(config / "pipeline.yaml", lambda p: p["data"]["cpt"]["demo_text"].update(txt_mode="paragraphs"))
-    assert plan(workdir, "reading") == {"udatasets_shard": 1, "udatasets_clean": 1, "tokenize_cpt_dataset": 1,
+    edit(config / "pipeline.yaml", lambda p: p["data"]["cpt"]["wordnet_text"].update(txt_mode="paragraphs"))
+    # de-dup runs across a kind's datasets in order: the last one's gather reads the earlier ones' shards, which
+    # are temporary, so they are made again, and with them every CPT dataset's data
+    assert plan(workdir, "reading") == {"udatasets_shard": 3, "udatasets_clean": 3, "tokenize_cpt_dataset": 3,
                                         "train_run": 2, "mg2hf_stage": 2, "eval_stage": 2, "contamination": 1,
                                         **REPORT}
 
@@ -98,7 +100,7 @@ def test_a_step_value_change_reruns_that_step_and_what_follows(workdir: Path):
 def test_a_base_model_change_reruns_everything_that_reads_it(workdir: Path):
     config = clone(workdir, "model")
     edit(config / "pipeline.yaml", lambda p: p["base_model"].update(name="tiny-qwen3-b"))
-    assert plan(workdir, "model") == {"prepare_base_model": 1, "hf2mg_base": 1, "tokenize_cpt_dataset": 1,
+    assert plan(workdir, "model") == {"prepare_base_model": 1, "hf2mg_base": 1, "tokenize_cpt_dataset": 3,
                                       "tokenize_sft_dataset": 1, "train_run": 2, "mg2hf_stage": 2, "eval_stage": 3,
                                       **REPORT}
 
@@ -117,7 +119,7 @@ def test_ablations_rerun_what_reads_the_changed_data(workdir: Path):
     snakemake(workdir, "--cores", "2", "--config", "experiments=[two]")
 
     with contextlib.chdir(workdir):
-        made = ablate("two")
+        made = ablate("two", ["sft_a", "sft_b"])  # the SFT datasets (the CPT ones have their own ablation)
     assert [a.name for a in made] == ["two-no-sft_a", "two-no-sft_b"]
     for name, kept in (("two-no-sft_a", "sft_b"), ("two-no-sft_b", "sft_a")):
         pipeline = yaml.safe_load((workdir / "config/experiments" / name / "pipeline.yaml").read_text())

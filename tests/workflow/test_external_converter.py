@@ -3,7 +3,7 @@ scripts run in the conversion jobs, their output lands in the command logs, and 
 in `command_files` reruns that step and what depends on it."""
 from __future__ import annotations
 
-import gzip
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -13,7 +13,7 @@ import yaml
 
 from tests.convert.test_external import EXPORT_SCRIPT, IMPORT_SCRIPT
 from tests.demo import planned_jobs, snakemake
-from tests.paths import REPO, write_yaml
+from tests.paths import REPO, demo_cpt_lines, write_yaml
 
 pytestmark = pytest.mark.workflow
 
@@ -41,8 +41,7 @@ def workdir(tmp_path_factory) -> Path:
     (work / "converters" / "import.py").write_text(IMPORT_SCRIPT)
     (work / "converters" / "export.py").write_text(EXPORT_SCRIPT)
     (work / "data").mkdir()
-    with gzip.open(REPO / "resources" / "demo" / "cpt.jsonl.gz", "rt", encoding="utf-8") as lines:
-        (work / "data" / "cpt.jsonl").write_text("".join(line for line, _ in zip(lines, range(300))))
+    (work / "data" / "cpt.jsonl").write_text("".join(itertools.islice(demo_cpt_lines(), 300)))
 
     pipeline = yaml.safe_load((exp_dir / "pipeline.yaml").read_text())
     pipeline["steps"].update(tokenize_sft=False, train_sft=False, eval=False)

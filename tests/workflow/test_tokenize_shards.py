@@ -3,6 +3,7 @@ the same bytes (and stats) as one job, from a raw folder of several files (udata
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 import yaml
 
 from tests.demo import planned_jobs, snakemake
-from tests.paths import REPO, write_yaml
+from tests.paths import REPO, demo_cpt_lines, write_yaml
 
 pytestmark = pytest.mark.workflow
 
@@ -45,7 +46,7 @@ def workdir(tmp_path_factory) -> Path:
     shutil.copytree(REPO / "config" / "experiments" / "demo", exp_dir)
     data = work / "data"
     data.mkdir()
-    cpt, sft = demo_records("cpt.jsonl.gz", 250), demo_records("sft.jsonl.gz", 90)
+    cpt, sft = list(itertools.islice(demo_cpt_lines(), 250)), demo_records("sft.jsonl.gz", 90)
     with gzip.open(data / "a.jsonl.gz", "wt", encoding="utf-8") as out:
         out.writelines(cpt[:100])
     (data / "b.jsonl").write_text("".join(cpt[100:]) + "\n" + json.dumps({"text": ""}) + "\n", encoding="utf-8")
