@@ -38,11 +38,15 @@ def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
     return jobs
 
 
+# the shipped ablation of demo (make demo runs both)
+ABLATION = "demo-no-python_docs"
+
+
 def short_demo(workdir: Path) -> None:
-    """The shipped demo with CI-sized step counts, plus a CPT-off and an SFT-off variant."""
+    """The shipped demo study (demo and its ablation) with CI-sized step counts, plus a CPT-off and an SFT-off
+    variant of demo."""
     shutil.copytree(REPO / "config", workdir / "config")
     (workdir / "resources").symlink_to(REPO / "resources")
-    steps = workdir / "config/experiments/demo/steps"
     overrides = {
         "4.train_cpt.yaml": {"train_iters": 30, "seq_length": 128, "save_interval": 15, "eval_interval": 15,
                              "warmup_iters": 3, "log_interval": 5},
@@ -50,9 +54,10 @@ def short_demo(workdir: Path) -> None:
                              "warmup_iters": 2, "log_interval": 3, "micro_batch_size": 2, "global_batch_size": 2},
         "8.eval.yaml": {"limit": 40},
     }
-    for name, values in overrides.items():
-        data = yaml.safe_load((steps / name).read_text()) or {}
-        write_yaml(steps / name, {**data, **values})
+    for steps in (workdir / "config/experiments/demo/steps", workdir / f"config/experiments/{ABLATION}/steps"):
+        for name, values in overrides.items():
+            data = yaml.safe_load((steps / name).read_text()) or {}
+            write_yaml(steps / name, {**data, **values})
     for variant, off in (("cpt_off", "train_cpt"), ("sft_off", "train_sft")):
         shutil.copytree(workdir / "config/experiments/demo", workdir / f"config/experiments/{variant}")
         pipeline_file = workdir / f"config/experiments/{variant}/pipeline.yaml"

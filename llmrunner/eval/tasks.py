@@ -171,13 +171,17 @@ def include_path_problem(evalset: EvalSet, source: str) -> str | None:
 
 
 def lm_eval_task_problems(evalset: EvalSet, source: str) -> list[str]:
-    """Check an lm_eval set's task name against lm-eval's tasks and its include_path (takes a few seconds:
-    lm-eval indexes its whole task folder, so call it only when such a set is used)."""
+    """Check an lm_eval set's task name against its include_path, then lm-eval's own tasks (that takes seconds:
+    lm-eval indexes its whole task folder, so it is done only for a name the include_path does not have, and
+    only when such a set is used)."""
     problem = include_path_problem(evalset, source)
     if problem:
         return [problem]
     from lm_eval.tasks import TaskManager
 
+    if evalset.include_path and evalset.task in TaskManager(include_path=evalset.include_path,
+                                                            include_defaults=False).all_tasks:
+        return []
     known = TaskManager(include_path=evalset.include_path, include_defaults=True).all_tasks
     problem = unknown_task_problem(evalset, source, known)
     return [problem] if problem else []

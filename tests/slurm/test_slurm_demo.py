@@ -35,7 +35,10 @@ RUN_TIMEOUT_S = 900
 EVAL_STEP = "config/experiments/demo/steps/8.eval.yaml"
 STAGES = ("base", "cpt", "sft")
 # What is left after every eval job failed and everything else finished (keep-going).
-AFTER_EVAL = {"eval_stage": 3, "report_experiment": 1, "report_compare": 1, "all": 1}
+AFTER_EVAL = {"eval_stage": 3, "report_experiment": 1, "report_feedback": 1, "report_compare": 1, "all": 1}
+# The eval step's break: an lm_eval set whose task (a YAML of the user's) names a data file that is not there.
+# The config loads (the task exists), so the jobs start, and each eval job fails when lm-eval loads the task.
+BROKEN_SET = "config/evalsets/broken_mc.yaml"
 
 
 def snakemake_cmd(workdir: Path, *args: str) -> list[str]:
@@ -143,10 +146,15 @@ def slurm_demo(slurm_cluster, tmp_path_factory, request) -> SlurmDemo:
     short_demo(workdir)
     eval_step = workdir / EVAL_STEP
     good = eval_step.read_text()
-    # An input that exists (so the DAG builds) but that the eval stage rejects when the job runs.
-    broken = workdir / "broken_mc.jsonl"
-    broken.write_text('{"word": "oops"}\n')
-    eval_step.write_text(yaml.safe_dump({**yaml.safe_load(good), "mc": broken.name}, sort_keys=False))
+    # A set that exists (so the config loads and the DAG builds) but that the eval stage fails on when it runs.
+    task = {"task": "broken_mc", "dataset_path": "json", "dataset_kwargs": {"data_files": {"test": "missing.jsonl"}},
+            "test_split": "test", "output_type": "multiple_choice", "doc_to_text": "{{question}}",
+            "doc_to_choice": "{{choices}}", "doc_to_target": "label", "metric_list": [{"metric": "acc"}]}
+    (workdir / "broken_tasks").mkdir()
+    (workdir / "broken_tasks/broken_mc.yaml").write_text(yaml.safe_dump(task))
+    (workdir / BROKEN_SET).write_text(yaml.safe_dump({"kind": "lm_eval", "task": "broken_mc",
+                                                      "include_path": "broken_tasks"}))
+    eval_step.write_text(yaml.safe_dump({**yaml.safe_load(good), "sets": ["broken_mc"]}, sort_keys=False))
 
     first = SlurmRun(workdir, "broken")
     try:
@@ -175,13 +183,13 @@ def test_failed_jobs_are_reported_with_their_logs_and_the_run_exits_non_zero(slu
     out = slurm_demo.failed.stdout
     assert slurm_demo.failed.returncode != 0
     assert len(set(re.findall(r"SLURM-job '(\d+)' failed", out))) == 3, out[-6000:]
-    assert "broken_mc.jsonl" in out  # show-failed-logs: the rule logs are printed too
+    assert BROKEN_SET in out  # show-failed-logs: the rule logs are printed too
     for stage in STAGES:
         # both logs are named: the rule's own log and the SLURM job's log (kept for failed jobs)
         match = re.search(rf"log: (\S+/logs/eval\.{stage}\.log), "
                           rf"(\S+/\.snakemake/slurm_logs/rule_eval_stage/demo_{stage}/\d+\.log)", out)
         assert match, out[-6000:]
-        assert "broken_mc.jsonl" in slurm_demo.failed_rule_logs[stage]
+        assert BROKEN_SET in slurm_demo.failed_rule_logs[stage]
         slurm_log = Path(match.group(2))
         assert slurm_log.is_file() and "Error in rule eval_stage" in slurm_log.read_text()
     not_completed = sorted((rule_of(j), j["JobState"]) for j in slurm_demo.jobs
@@ -194,7 +202,8 @@ def test_after_the_fix_a_rerun_does_only_the_remaining_work(slurm_demo):
     assert planned_jobs(slurm_demo.rerun) == AFTER_EVAL
     submitted = sorted(rule_of(j) for j in slurm_demo.jobs if j["JobName"] == run_id(slurm_demo.rerun))
     assert submitted == sorted([*((("eval_stage", f"demo_{stage}")) for stage in STAGES),
-                                ("report_compare", ""), ("report_experiment", "demo")])
+                                ("report_compare", ""), ("report_experiment", "demo"),
+                                ("report_feedback", "demo")])
     assert "Nothing to be done" in slurm_demo.final_plan.stdout + slurm_demo.final_plan.stderr
 
 
@@ -241,7 +250,7 @@ def test_per_dataset_steps_are_separate_slurm_jobs_that_run_side_by_side(slurm_d
 def test_outputs_equal_the_local_run(slurm_demo, demo_run):
     tokenized = sorted(p.relative_to(demo_run) for p in (demo_run / "data/tokenized").rglob("*")
                        if p.suffix in (".bin", ".idx"))
-    assert len(tokenized) == 6  # cpt text, sft text + loss mask, each .bin and .idx
+    assert len(tokenized) == 10  # three cpt datasets' text, sft text + loss mask, each .bin and .idx
     for rel in tokenized:
         assert (slurm_demo.root / rel).read_bytes() == (demo_run / rel).read_bytes(), rel
 

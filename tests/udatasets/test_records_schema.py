@@ -14,7 +14,7 @@ from llmrunner.chat_rules import ROLES
 from llmrunner.udatasets.__main__ import main
 from llmrunner.udatasets.adapters import adapt_messages, adapt_text, builtin_adapter
 from llmrunner.udatasets.custom import custom_adapter
-from tests.paths import REPO
+from tests.paths import REPO, demo_cpt_lines
 
 SCHEMAS = REPO / "config/schemas/records"
 EXAMPLE_ADAPTER = f"{REPO / 'docs/examples/udatasets_adapter.py'}:best_answer"
@@ -156,8 +156,12 @@ AUGMENT = {"seed": 3, "system_prompt_fraction": 0.1, "system_prompts": ["Be brie
 def test_processed_demo_data_is_valid(kind, lines, settings, tmp_path: Path):
     """The whole output of the udatasets command on the demo data, augmented records included."""
     raw = tmp_path / f"{kind}.jsonl"
-    with gzip.open(REPO / f"resources/demo/{kind}.jsonl.gz", "rt", encoding="utf-8") as src:
-        raw.write_text("".join(itertools.islice(src, lines)), encoding="utf-8")
+    if kind == "cpt":
+        raw.write_text("".join(line.rstrip("\n") + "\n" for line in itertools.islice(demo_cpt_lines(), lines)),
+                       encoding="utf-8")
+    else:
+        with gzip.open(REPO / "resources/demo/sft.jsonl.gz", "rt", encoding="utf-8") as src:
+            raw.write_text("".join(itertools.islice(src, lines)), encoding="utf-8")
     out = tmp_path / "processed.jsonl"
     main(["--kind", kind, "--input", str(raw), "--out", str(out), "--settings", json.dumps(settings)])
     records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]

@@ -13,9 +13,11 @@ pytestmark = pytest.mark.workflow
 
 def test_full_plan_has_every_step(demo_workdir):
     jobs = planned_jobs(snakemake(demo_workdir, "-n", "-F", "--config", "experiments=[demo]"))
-    assert jobs == {"prepare_base_model": 1, "prepare_raw_data": 2, "udatasets_shard": 2, "udatasets_clean": 2,
-                    "tokenize_cpt_dataset": 1, "tokenize_sft_dataset": 1, "hf2mg_base": 1, "train_run": 2,
-                    "mg2hf_stage": 2, "eval_stage": 3, "report_experiment": 1, "report_compare": 1, "all": 1}
+    # three CPT datasets (one per source) and one SFT dataset
+    assert jobs == {"prepare_base_model": 1, "prepare_raw_data": 4, "udatasets_shard": 4, "udatasets_clean": 4,
+                    "tokenize_cpt_dataset": 3, "tokenize_sft_dataset": 1, "hf2mg_base": 1, "train_run": 2,
+                    "mg2hf_stage": 2, "eval_stage": 3, "contamination": 1, "report_experiment": 1,
+                    "report_feedback": 1, "report_compare": 1, "all": 1}
 
 
 def test_cpt_off_trains_sft_from_base(demo_workdir):
