@@ -37,3 +37,11 @@ def start_run(what: str, datapool_root: Path, job_type: str, folder: Path) -> An
     folder.mkdir(parents=True, exist_ok=True)
     return wandb.init(project=os.environ.get("WANDB_PROJECT", DEFAULT_PROJECT), name=f"{experiment}/{what}",
                       group=experiment, job_type=job_type, dir=str(folder), mode=mode)
+
+
+def log_summary(what: str, datapool_root: Path, job_type: str, folder: Path, values: dict) -> None:
+    """One finished job's results as a W&B run's summary (the eval step's set scores); nothing when off."""
+    run = start_run(what, datapool_root, job_type, folder)
+    if run is not None:
+        run.summary.update(values)
+        run.finish()

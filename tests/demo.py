@@ -23,6 +23,14 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
     return proc
 
 
+def copy_finished_demo(demo_workdir: Path, tmp_path_factory, name: str) -> Path:
+    """The finished demo's working directory (config, datapool, .snakemake) copied to a new folder, file times
+    and the resources link kept, so that a test can change it without touching the session's run."""
+    copy = tmp_path_factory.mktemp(name) / "checkout"
+    shutil.copytree(demo_workdir, copy, symlinks=True)
+    return copy
+
+
 def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
     """Rule name → job count from a dry run's 'Job stats' table."""
     text = proc.stdout + proc.stderr

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from llmrunner.tracking import start_run
+from llmrunner.eval.__main__ import eval_summary
+from llmrunner.tracking import log_summary, start_run
 from llmrunner.train.metrics import METRICS, MetricsLog
 
 pytest.importorskip("wandb")
@@ -88,12 +89,12 @@ def test_training_metrics_go_to_an_offline_run(tmp_path, offline):
 
 
 def test_eval_scores_go_to_an_offline_run(tmp_path, offline):
-    """The eval entry point's summary logging, on a results.json as the eval step writes it."""
+    """The eval entry point's logging (the same two calls), on the `sets` of a results.json."""
     root = tmp_path / "datapool/experiments/demo"
     out = root / "reports/eval/sft"
-    run = start_run("eval-sft", root, "eval", out)
-    run.summary.update({"wordnet_chat/score": 0.14, "wordnet_chat/version": "c5540a0eb8c4"})
-    run.finish()
+    results = {"sets": {"wordnet_chat": {"score": 0.14, "version": "c5540a0eb8c4", "items": 100, "kind": "x"}}}
+    log_summary("eval-sft", root, "eval", out, eval_summary(results))
     meta, _, summary = run_content(out)
     assert meta == {"name": "demo/eval-sft", "group": "demo", "job_type": "eval"}
-    assert summary["wordnet_chat/score"] == 0.14 and summary["wordnet_chat/version"] == "c5540a0eb8c4"
+    assert {k: v for k, v in summary.items() if not k.startswith("_")} == {
+        "wordnet_chat/score": 0.14, "wordnet_chat/version": "c5540a0eb8c4", "wordnet_chat/items": 100}

@@ -11,7 +11,12 @@ from llmrunner.errors import LLMRunnerError
 from llmrunner.eval.core import evaluate_model, write_results
 from llmrunner.eval.settings import EvalSettings
 from llmrunner.evalsets import evalsets_from_json, write_version_record
-from llmrunner.tracking import start_run
+from llmrunner.tracking import log_summary
+
+
+def eval_summary(results: dict) -> dict:
+    """What the eval job logs to W&B (when tracking is on): each set's score, version and item count."""
+    return {f"{name}/{key}": s[key] for name, s in results["sets"].items() for key in ("score", "version", "items")}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -44,11 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     summary = write_results(args.out, args.model, args.stage, output, scored,
                             asdict(settings) | {"threads": threads})
     # results.json: <DATAPOOL_ROOT>/reports/eval/<stage>/results.json
-    run = start_run(f"eval-{args.stage}", args.out.parents[3], "eval", args.out.parent)
-    if run is not None:
-        run.summary.update({f"{name}/{key}": s[key] for name, s in summary["sets"].items()
-                            for key in ("score", "version", "items")})
-        run.finish()
+    log_summary(f"eval-{args.stage}", args.out.parents[3], "eval", args.out.parent, eval_summary(summary))
 
 
 if __name__ == "__main__":

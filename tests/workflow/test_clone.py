@@ -13,7 +13,7 @@ import yaml
 
 from llmrunner.errors import ConfigError
 from llmrunner.experiments import ablate, clone_experiment
-from tests.demo import planned_jobs, snakemake
+from tests.demo import copy_finished_demo, planned_jobs, snakemake
 from tests.paths import REPO, write_yaml
 
 pytestmark = pytest.mark.workflow
@@ -25,8 +25,7 @@ REPORT = {"report_experiment": 1, "report_feedback": 1, "report_compare": 1, "al
 def workdir(demo_run: Path, demo_workdir: Path, tmp_path_factory) -> Path:
     """The finished demo's working directory copied (config, datapool, .snakemake, file times kept), with a copy
     of resources/ in place of the link, so that a test can edit a source file."""
-    copy = tmp_path_factory.mktemp("clones") / "checkout"
-    shutil.copytree(demo_workdir, copy, symlinks=True)
+    copy = copy_finished_demo(demo_workdir, tmp_path_factory, "clones")
     (copy / "resources").unlink()
     shutil.copytree(REPO / "resources", copy / "resources")
     return copy

@@ -4,12 +4,11 @@ and `snakemake --report` shows them beside the training-loss figure."""
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.demo import planned_jobs, snakemake
+from tests.demo import copy_finished_demo, planned_jobs, snakemake
 from tests.report.htmlpage import check_experiments_table, experiments_rows, load, screenshot
 
 pytestmark = pytest.mark.workflow
@@ -19,8 +18,7 @@ EXPERIMENT = ("--config", "experiments=[demo]")
 @pytest.fixture(scope="module")
 def rebuilt(demo_run: Path, demo_workdir: Path, tmp_path_factory) -> Path:
     """The finished demo copied elsewhere, its report jobs run again there (as after a change of the pages)."""
-    copy = tmp_path_factory.mktemp("dashboard") / "checkout"
-    shutil.copytree(demo_workdir, copy, symlinks=True)
+    copy = copy_finished_demo(demo_workdir, tmp_path_factory, "dashboard")
     for page in (copy / "datapool/reports/index.html", copy / "datapool/experiments/demo/reports/report.html"):
         page.unlink()
     proc = snakemake(copy, "--cores", "2", "--forcerun", "report_experiment", "report_compare", *EXPERIMENT)

@@ -4,12 +4,11 @@ the paired Δ and interval that the two experiments' per-item files give."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.demo import ABLATION, snakemake
+from tests.demo import ABLATION, copy_finished_demo, snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -18,8 +17,7 @@ pytestmark = pytest.mark.workflow
 def study(demo_run: Path, demo_workdir: Path, tmp_path_factory) -> Path:
     """A copy of the finished short demo (so the other tests' runs of demo alone stay as they were), with the
     ablation run beside it: its datapool folder."""
-    copy = tmp_path_factory.mktemp("study") / "checkout"
-    shutil.copytree(demo_workdir, copy, symlinks=True)
+    copy = copy_finished_demo(demo_workdir, tmp_path_factory, "study")
     snakemake(copy, "--cores", "2", "--config", f"experiments=[demo,{ABLATION}]")
     return copy / "datapool"
 

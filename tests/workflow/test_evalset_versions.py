@@ -3,13 +3,12 @@ versions, and the earlier version's scores, recomputed from the new run's per-it
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.demo import snakemake
+from tests.demo import copy_finished_demo, snakemake
 from tests.paths import REPO, write_yaml
 
 pytestmark = pytest.mark.workflow
@@ -19,9 +18,7 @@ STAGES = ("base", "cpt", "sft")
 @pytest.fixture(scope="module")
 def checkout(demo_run: Path, demo_workdir: Path, tmp_path_factory) -> Path:
     """A copy of the finished demo (only its eval and report have anything left to do after the edits below)."""
-    copy = tmp_path_factory.mktemp("evalset") / "checkout"
-    shutil.copytree(demo_workdir, copy, symlinks=True)
-    return copy
+    return copy_finished_demo(demo_workdir, tmp_path_factory, "evalset")
 
 
 def register(checkout: Path, lines: list[str]) -> None:

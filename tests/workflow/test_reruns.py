@@ -3,7 +3,6 @@ path reaches a rule, and a job killed after a config change is redone with every
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.demo import planned_jobs, snakemake
+from tests.demo import copy_finished_demo, planned_jobs, snakemake
 from tests.paths import REPO
 
 pytestmark = pytest.mark.workflow
@@ -23,9 +22,7 @@ EXPERIMENT = ("--config", "experiments=[demo]")
 @pytest.fixture(scope="module")
 def copied_demo(demo_run: Path, demo_workdir: Path, tmp_path_factory) -> Path:
     """The finished demo's working directory copied elsewhere (config, datapool, .snakemake), file times kept."""
-    copy = tmp_path_factory.mktemp("moved") / "checkout"
-    shutil.copytree(demo_workdir, copy, symlinks=True)
-    return copy
+    return copy_finished_demo(demo_workdir, tmp_path_factory, "moved")
 
 
 def test_a_copied_checkout_has_nothing_to_do(copied_demo: Path):
