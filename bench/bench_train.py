@@ -14,14 +14,16 @@ alike. The table gives, per contender, the median and best over repeats of each 
 tokens/s (steps after --skip), and the peak memory (PSS) of the run's process tree (sampled every 50 ms).
 
 --gpu: a Qwen3-1.7B-shaped model in bf16 with our megatron-core step on one GPU (random weights and
-tokens): tokens/s and MFU = 6 x parameters x tokens/s / --peak-flops (dense bf16 of the device;
-the default is an H200/H100 SXM's 989e12). Without CUDA it says so and exits 0.
+tokens): tokens/s and MFU = model FLOPs per token (llmrunner.train.metrics.flops_per_token, Megatron-LM's
+count) x tokens/s / --peak-flops (dense bf16 of the device; the default is an H200/H100 SXM's 989e12).
+Without CUDA it says so and exits 0.
 
 Results go to bench/results/train_<date>_<host>.json (not tracked by git). See bench/README.md.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -40,11 +42,6 @@ HPARAMS = {"seq_length": 256, "micro_batch_size": 8, "global_batch_size": 8, "lr
            "warmup_iters": 0, "lr_decay_style": "constant", "weight_decay": 0.01, "adam_beta1": 0.9,
            "adam_beta2": 0.95, "adam_eps": 1e-8, "clip_grad": 1.0, "eval_interval": 0, "split": "100,0,0",
            "log_interval": 10}
-# Qwen3-1.7B (config.json of Qwen/Qwen3-1.7B): 28 layers, hidden 2048, 16/8 heads of 128, FFN 6144, tied.
-QWEN3_1_7B = {"vocab_size": 151936, "hidden_size": 2048, "num_layers": 28, "num_attention_heads": 16,
-              "num_key_value_heads": 8, "head_dim": 128, "ffn_hidden_size": 6144, "rope_theta": 1_000_000.0,
-              "norm_eps": 1e-6, "tie_embeddings": True, "max_position_embeddings": 40960, "eos_token_id": 151643,
-              "pad_token_id": 151643}
 IDX_DTYPES = {1: "uint8", 2: "int8", 3: "int16", 4: "int32", 5: "int64", 6: "float64", 7: "float32", 8: "uint16"}
 
 
@@ -183,7 +180,9 @@ def run_gpu(steps: int, skip: int, seq_length: int, micro_batch: int, peak_flops
     if not torch.cuda.is_available():
         return None
     from llmrunner.megatron import parallel
-    from llmrunner.megatron.model import ModelShape
+    from llmrunner.megatron.hf_mapping import shape_from_hf_config
+    from llmrunner.prepare.real_shapes import real_config
+    from llmrunner.train.metrics import flops_per_token
     from llmrunner.train.settings import TrainSettings
     from llmrunner.train.steps import build_model_and_optimizer, train_step
 
@@ -191,7 +190,7 @@ def run_gpu(steps: int, skip: int, seq_length: int, micro_batch: int, peak_flops
                                  "global_batch_size": micro_batch, "warmup_iters": 0, "precision": "bf16"})
     parallel.init_distributed()
     parallel.seed_everything(s.seed)
-    shape = ModelShape(**QWEN3_1_7B)
+    shape = shape_from_hf_config(real_config("qwen3-1.7b-base"))
     model, optimizer, scheduler = build_model_and_optimizer(shape, s)
     parameters = sum(p.numel() for p in model.parameters())
     tokens = torch.randint(0, shape.vocab_size, (micro_batch, seq_length + 1))
@@ -206,10 +205,10 @@ def run_gpu(steps: int, skip: int, seq_length: int, micro_batch: int, peak_flops
         if step >= skip:
             rates.append(micro_batch * seq_length / (time.perf_counter() - started))
     tokens_per_s = statistics.median(rates)
-    return {"mode": "gpu", **environment_with_gpu(), "shape": QWEN3_1_7B, "parameters": parameters, "steps": steps,
-            "skip": skip, "seq_length": seq_length, "micro_batch": micro_batch, "tokens_per_s": tokens_per_s,
-            "best_tokens_per_s": max(rates), "peak_flops": peak_flops,
-            "mfu": 6 * parameters * tokens_per_s / peak_flops,
+    return {"mode": "gpu", **environment_with_gpu(), "shape": dataclasses.asdict(shape), "parameters": parameters,
+            "steps": steps, "skip": skip, "seq_length": seq_length, "micro_batch": micro_batch,
+            "tokens_per_s": tokens_per_s, "best_tokens_per_s": max(rates), "peak_flops": peak_flops,
+            "mfu": flops_per_token(shape, seq_length) * tokens_per_s / peak_flops,
             "peak_gpu_memory_gib": torch.cuda.max_memory_allocated() / 2**30}
 
 

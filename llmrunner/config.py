@@ -47,8 +47,9 @@ KINDS = ("cpt", "sft")
 EVAL_STAGES = ("base", "cpt", "sft")
 # Keys kept out of a job's params: `threads` changes speed, not output (it becomes the rule's
 # threads); eval `stages` chooses which jobs exist, not what one job writes; convert `command_files`
-# become the job's inputs (an edited file, or a changed list, reruns it as an input change).
-NOT_PARAMS = ("threads", "stages", "command_files")
+# become the job's inputs (an edited file, or a changed list, reruns it as an input change); train `slurm` is
+# the job's SLURM request (its resources).
+NOT_PARAMS = ("threads", "stages", "command_files", "slurm")
 # udatasets keys that only its gather job uses (de-dup and augmentation): a change reruns no map job.
 UDATASETS_GATHER_ONLY = ("dedup", "near_threshold", "augment")
 # Built-in base models: the module that builds each (its corpus, relative to the working directory, is the
@@ -226,6 +227,7 @@ def _experiment_problems(exp: Experiment, pipeline_file: Path) -> list[str]:
         problems.append(f"{src}: base_model.src '{base['src']}' is not a folder. Point it at an HF model "
                         "folder (config.json + safetensors + tokenizer) or use builtin:tiny-qwen3.")
     problems += config_checks.stage_settings_problems(exp)
+    problems += config_checks.base_model_problems(exp, pipeline_file)
     problems += config_checks.baseline_problems(exp, pipeline_file, EXPERIMENTS_DIR)
     problems += config_checks.primary_problems(exp, pipeline_file)
     if on("eval"):
@@ -420,6 +422,14 @@ class RunConfig:
     def evalset_inputs(self, names: list[str]) -> list[str]:
         """The files that make up the named sets (definition and items), so that editing one reruns the job."""
         return [str(p) for n in names for p in evalsets.set_files(self.evalsets[n])]
+
+    def slurm_resources(self, exp: str, step: str) -> dict:
+        """The training job's SLURM request as Snakemake resources (nodes, gres, mem_mb, runtime), from the
+        step's `slurm` settings; `gres` is empty for a job without GPUs (the executor then asks for none)."""
+        request = self.experiments[exp].steps[step]["slurm"]
+        gpus, gpu_type = request["gpus_per_node"], request["gpu_type"]
+        gres = (f"gpu:{gpu_type}:{gpus}" if gpu_type else f"gpu:{gpus}") if gpus else ""
+        return {"nodes": request["nodes"], "gres": gres, "mem_mb": request["mem_mb"], "runtime": request["runtime"]}
 
     def threads(self, exp: str, step: str) -> int:
         """The job's CPU threads: the step's `threads` per process, times its processes (training

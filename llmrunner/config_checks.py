@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from llmrunner.convert.settings import PLACEHOLDERS, ConvertSettings, command_problems
-from llmrunner.errors import ConfigError
+from llmrunner.errors import ConfigError, StageError
 from llmrunner.eval.settings import EvalSettings
 from llmrunner.eval.tasks import length_problems, lm_eval_task_problems
 from llmrunner.evalsets import KIND_METRIC, set_file, unknown_set_problems
@@ -95,6 +95,32 @@ def hf_context_length(model_dir: str) -> int | None:
     except (OSError, ValueError):
         return None
     return value if isinstance(value, int) else None
+
+
+def base_model_problems(exp: Experiment, pipeline_file: Path) -> list[str]:
+    """A base model folder whose config.json the built-in converter cannot map (a mixture-of-experts model,
+    another RoPE scaling, biases it does not have, ...), while hf2mg or mg2hf use it: one problem naming the
+    keys, with the external converter (`command`) as the way out. Checked only then: torch is imported for it."""
+    builtin = [step for step in ("hf2mg", "mg2hf") if exp.enabled(step) and exp.steps[step]["command"] is None]
+    config_path = Path(exp.pipeline["base_model"]["src"]) / "config.json"
+    if not builtin or not config_path.is_file():  # builtin:<name>, or no folder: named by the other checks
+        return []
+    from llmrunner.megatron.hf_mapping import shape_from_hf_config
+
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        return [f"{pipeline_file}: base_model.src: {config_path} is not valid JSON ({err}); fix or re-download it"]
+    if not isinstance(config, dict):
+        return [f"{pipeline_file}: base_model.src: {config_path} holds no JSON object; fix or re-download it"]
+    try:
+        shape_from_hf_config(config, source=str(config_path))
+    except StageError as err:
+        files = " and ".join(str(exp.step_file(step)) for step in ("hf2mg", "mg2hf"))
+        return [f"{pipeline_file}: base_model.src: {err}. The built-in converter ({', '.join(builtin)} on, "
+                f"`command` null) cannot convert this model: set `command:` in {files} to a converter that can "
+                "(the external converter, docs/stages.md)"]
+    return []
 
 
 def unknown_step_files(steps_dir: Path, step_files: dict[str, str]) -> list[str]:

@@ -19,6 +19,7 @@ earlier versions from per-item files.
 """
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import math
@@ -325,10 +326,13 @@ def set_files(evalset: EvalSet, folder: Path = EVALSETS_DIR) -> list[Path]:
 
 
 def unknown_set_problems(names: list[str], registry: dict[str, EvalSet], source: str, key: str) -> list[str]:
-    """Sets a step lists (`key` in `source`) that are not registered."""
-    return [f"{source}: {key} lists '{name}', which is not a registered eval set "
-            f"(registered: {first_few(sorted(registry)) or 'none'}); add {EVALSETS_DIR}/{name}.yaml or "
-            f"remove it from the list" for name in names if name not in registry]
+    """Sets a step lists (`key` in `source`) that are not registered, each with the closest registered names."""
+    def known(name: str) -> str:
+        close = difflib.get_close_matches(name, registry, n=3, cutoff=0.5)
+        return f"close names: {', '.join(close)}" if close else f"registered: {first_few(sorted(registry)) or 'none'}"
+
+    return [f"{source}: {key} lists '{name}', which is not a registered eval set ({known(name)}); add "
+            f"{EVALSETS_DIR}/{name}.yaml or remove it from the list" for name in names if name not in registry]
 
 
 # ---------------------------------------------------------------- versions seen

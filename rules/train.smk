@@ -24,6 +24,12 @@ rule train_run:
         prefixes=lambda w: [exp(w).tokenized_prefix(w.kind, d) for d in exp(w).datasets(w.kind)],
         save=f"{ROOT}/model/{{kind}}_checkpoints",
     threads: lambda w: RUN.threads(w.exp, f"train_{w.kind}")
+    resources:
+        # the step's `slurm` settings: what the job asks SLURM for (local runs ignore them)
+        nodes=lambda w: RUN.slurm_resources(w.exp, f"train_{w.kind}")["nodes"],
+        gres=lambda w: RUN.slurm_resources(w.exp, f"train_{w.kind}")["gres"],
+        mem_mb=lambda w: RUN.slurm_resources(w.exp, f"train_{w.kind}")["mem_mb"],
+        runtime=lambda w: RUN.slurm_resources(w.exp, f"train_{w.kind}")["runtime"],
     log:
         f"{ROOT}/logs/train_{{kind}}.log",
     benchmark:

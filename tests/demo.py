@@ -52,7 +52,7 @@ ABLATION = "demo-no-python_docs"
 
 def short_demo(workdir: Path) -> None:
     """The shipped demo study (demo and its ablation) with CI-sized step counts, plus a CPT-off and an SFT-off
-    variant of demo."""
+    variant of demo: the four experiments config.yaml runs."""
     shutil.copytree(REPO / "config", workdir / "config")
     (workdir / "resources").symlink_to(REPO / "resources")
     overrides = {
@@ -72,4 +72,6 @@ def short_demo(workdir: Path) -> None:
         pipeline = yaml.safe_load(pipeline_file.read_text())
         pipeline["steps"][off] = False
         write_yaml(pipeline_file, pipeline)
+    run_config = yaml.safe_load((workdir / "config/config.yaml").read_text())
+    write_yaml(workdir / "config/config.yaml", {**run_config, "experiments": ["demo", ABLATION, "cpt_off", "sft_off"]})
 

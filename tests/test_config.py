@@ -22,8 +22,9 @@ def edit(path: Path, **changes) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "config/experiments").iterdir()))
-def test_every_shipped_experiment_validates(name, monkeypatch):
+def test_every_shipped_experiment_validates(name, monkeypatch, recipe_models):
     monkeypatch.chdir(REPO)
+    monkeypatch.setenv("LLMRUNNER_MODELS", str(recipe_models))  # the real-model recipes' model folders
     exp = load_experiment(name, "datapool")
     assert exp.root == f"datapool/experiments/{name}"
 
@@ -205,12 +206,13 @@ def test_discover_experiments(project):
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "config/experiments").iterdir()))
-def test_every_shipped_step_config_builds_its_stage_settings(name, monkeypatch):
+def test_every_shipped_step_config_builds_its_stage_settings(name, monkeypatch, recipe_models):
     """What the rules pass as --settings is accepted by each stage (litgpt's test_config_hub)."""
     from llmrunner.config_checks import STAGE_SETTINGS
     from llmrunner.udatasets.settings import UdatasetsSettings
 
     monkeypatch.chdir(REPO)
+    monkeypatch.setenv("LLMRUNNER_MODELS", str(recipe_models))
     run = load_run_config({"experiments": [name]})
     exp = run.exp(name)
     for step, settings_class in STAGE_SETTINGS.items():
@@ -334,8 +336,8 @@ def test_a_baseline_cycle_is_an_error_before_any_job(project):
 
 
 @pytest.mark.parametrize("primary, expected", [
-    (["heldout:bits_per_byte"], "primary lists 'heldout', which is not a registered eval set (registered: "
-                                "heldout_python_docs, heldout_text, wordnet_chat, wordnet_mc)"),
+    (["heldout:bits_per_byte"], "primary lists 'heldout', which is not a registered eval set (close names: "
+                                "heldout_text, heldout_python_docs)"),
     (["heldout_text:acc"], "primary lists 'heldout_text:acc', but heldout_text is a perplexity set, whose metric is "
                            "bits_per_byte: write 'heldout_text:bits_per_byte'"),
     (["wordnet_chat:rouge_l"], "wordnet_chat is a generation set, whose metric is chrf"),

@@ -44,11 +44,11 @@ def test_fields_are_the_schema_keys():
     assert {f.name for f in fields(EvalSet)} == {"name", *load_schema("evalset")["properties"]}
 
 
-def test_demo_sets_are_registered(project):
+def test_shipped_sets_are_registered(project):
     registry = load_registry()
     assert {n: s.kind for n, s in registry.items()} == {
         "heldout_text": "perplexity", "heldout_python_docs": "perplexity", "wordnet_mc": "multiple_choice",
-        "wordnet_chat": "generation"}
+        "wordnet_chat": "generation", "hellaswag": "lm_eval", "arc_easy": "lm_eval"}  # lm_eval: the recipes' sets
     # the demo's held-out text, one file per source: all of it, and the Python docs alone (the first file)
     text, python_docs = read_items(registry["heldout_text"]), read_items(registry["heldout_python_docs"])
     assert (len(text), len(python_docs)) == (45, 39) and text[:39] == python_docs

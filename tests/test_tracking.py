@@ -9,7 +9,7 @@ import pytest
 
 from llmrunner.eval.__main__ import eval_summary
 from llmrunner.tracking import log_summary, start_run
-from llmrunner.train.metrics import METRICS, MetricsLog
+from llmrunner.train.metrics import METRICS, MetricsLog, Throughput
 
 pytest.importorskip("wandb")
 
@@ -73,7 +73,8 @@ def test_off_without_wandb_mode(tmp_path, monkeypatch):
 
 def test_training_metrics_go_to_an_offline_run(tmp_path, offline):
     save = tmp_path / "datapool/experiments/demo/model/cpt_checkpoints"
-    metrics = MetricsLog(save, 0, train_iters=3, log_interval=1)
+    metrics = MetricsLog(save, 0, train_iters=3, log_interval=1,
+                         throughput=Throughput(flops_per_token=1e6, devices=1, peak_flops=None))
     for iteration in (1, 2, 3):
         metrics.step(iteration, loss=4.0 / iteration, lr=1e-3, grad_norm=0.5, tokens_per_s=100.0)
     metrics.validation(3, val_loss=1.5)

@@ -29,6 +29,7 @@ def _convert(args: argparse.Namespace, settings: ConvertSettings) -> str:
             parity = convert_hf_to_megatron(args.hf, args.out, **options)
         else:
             parity = convert_megatron_to_hf(args.mg, args.hf_side, args.out, patterns=settings.copy_hf_files,
+                                            tolerance_bf16=settings.parity_tolerance_bf16, dtype=settings.dtype,
                                             **options)
     else:
         options.update(command=settings.command,
@@ -40,7 +41,12 @@ def _convert(args: argparse.Namespace, settings: ConvertSettings) -> str:
                                                      patterns=settings.copy_hf_files, **options)["parity"]
     if isinstance(parity, str):  # skipped, and why
         return f"parity {parity}"
-    return f"max |logit diff| {parity['max_abs_logit_diff']:.3g} (tolerance {parity['tolerance']:g})"
+    found = f"max |logit diff| {parity['max_abs_logit_diff']:.3g} (tolerance {parity['tolerance']:g})"
+    if "bfloat16" in parity:
+        bf16 = parity["bfloat16"]
+        found += (f"; in bfloat16 {bf16['max_abs_logit_diff']:.3g} = {bf16['relative_diff']:.3g} x max |logit| "
+                  f"(tolerance {bf16['tolerance']:g})")
+    return found
 
 
 def main(argv: list[str] | None = None) -> None:

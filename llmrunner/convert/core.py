@@ -18,9 +18,12 @@ from llmrunner.errors import StageError
 from llmrunner.megatron import checkpoint, parallel
 from llmrunner.megatron.hf_mapping import hf_config_kwargs, hf_to_megatron, megatron_to_hf, shape_from_hf_config
 from llmrunner.megatron.model import MODEL_JSON, ModelShape, build_gpt_model
+from llmrunner.schemas import load_schema
 
 log = logging.getLogger(__name__)
 
+# The dtypes mg2hf exports: the `dtype` setting's values (training saves its weights in one of them).
+EXPORT_DTYPES = tuple(getattr(torch, name) for name in load_schema("convert")["properties"]["dtype"]["enum"] if name)
 # An export without one of these has no tokenizer, and eval cannot load it.
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
 
@@ -84,11 +87,11 @@ def convert_hf_to_megatron(hf_dir: Path, out: Path, *, tolerance: float, threads
     return record_parity(out, hf_logits(hf_dir, ids), megatron_logits(reloaded, ids), tolerance, compared)
 
 
-def _save_hf_model(shape: ModelShape, hf_state: dict[str, torch.Tensor], out: Path) -> None:
+def _save_hf_model(shape: ModelShape, hf_state: dict[str, torch.Tensor], out: Path, dtype: torch.dtype) -> None:
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    config = AutoConfig.for_model(shape.architecture, **hf_config_kwargs(shape), dtype="float32")
-    model = AutoModelForCausalLM.from_config(config).float()
+    config = AutoConfig.for_model(shape.architecture, **hf_config_kwargs(shape), dtype=dtype)
+    model = AutoModelForCausalLM.from_config(config).to(dtype)
     result = model.load_state_dict(hf_state, strict=False)
     # A tied model's lm_head is the embedding: HF lists it as a key, the mapping does not.
     expected_missing = ["lm_head.weight"] if shape.tie_embeddings else []
@@ -120,23 +123,67 @@ def copy_side_files(hf_side: Path, out: Path, patterns: tuple[str, ...]) -> tupl
     return copied, kept
 
 
+def export_dtype(setting: str | None, mg_dir: Path, iteration: int) -> torch.dtype:
+    """The HF export's dtype: the `dtype` setting, else the dtype training saved the weights in."""
+    dtype = getattr(torch, setting) if setting else checkpoint.stored_weights_dtype(mg_dir, iteration)
+    if dtype not in EXPORT_DTYPES:
+        raise StageError(f"{checkpoint.iteration_dir(mg_dir, iteration)} holds {dtype_name(dtype)} weights; set "
+                         f"the mg2hf `dtype` to one of {[dtype_name(d) for d in EXPORT_DTYPES]}")
+    return dtype
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """`float32` for torch.float32: the name settings, config.json and parity.json use."""
+    return str(dtype).removeprefix("torch.")
+
+
+def _loaded_model(shape: ModelShape, mg_dir: Path, iteration: int, dtype: torch.dtype):
+    """The checkpoint's model in `dtype`; bf16 as training runs it: every weight (norms too) in bf16."""
+    model = build_gpt_model(shape, dtype)
+    if dtype == torch.bfloat16:
+        from megatron.core.transformer.module import Float16Module
+
+        model = Float16Module(model.config, model)
+    checkpoint.load_checkpoint(mg_dir, model, iteration=iteration)
+    return model
+
+
 def convert_megatron_to_hf(mg_dir: Path, hf_side: Path, out: Path, *, patterns: tuple[str, ...], tolerance: float,
-                           threads: int) -> dict:
-    """Write `out` as an HF folder (the shape's architecture) from the latest iteration in mg_dir; return the
-    parity record."""
+                           tolerance_bf16: float, dtype: str | None, threads: int) -> dict:
+    """Write `out` as an HF folder (the shape's architecture, weights in `dtype`, None: the checkpoint's)
+    from the latest iteration in mg_dir; return the parity record.
+
+    Parity in float32 always: the checkpoint's model in fp32 with its weights rounded to the export dtype
+    (the export's exact values) vs the export loaded in float32. A bfloat16 export is also compared in
+    bf16, as a GPU runs both: Megatron's model built in bf16 vs the export loaded in bfloat16.
+    """
     shape = ModelShape.load(mg_dir)
     iteration = checkpoint.require_latest_iteration(mg_dir)
+    export = export_dtype(dtype, mg_dir, iteration)
+    name = dtype_name(export)
     _start(threads)
-    model = build_gpt_model(shape)
-    checkpoint.load_checkpoint(mg_dir, model, iteration=iteration)
+    model = _loaded_model(shape, mg_dir, iteration, torch.float32)
+    with torch.no_grad():  # a no-op for weights trained in the export's dtype
+        for param in model.parameters():
+            param.copy_(param.to(export))
     mg_state = {k: v.detach().cpu() for k, v in model.state_dict().items() if torch.is_tensor(v)}
-    hf_state = megatron_to_hf(mg_state, shape)
+    hf_state = {k: v.to(export) for k, v in megatron_to_hf(mg_state, shape).items()}
     fresh_output(out, "config.json")
-    _save_hf_model(shape, hf_state, out)
+    _save_hf_model(shape, hf_state, out, export)
+    del mg_state, hf_state
     copied, _ = copy_side_files(hf_side, out, patterns)
-    log.info("wrote %s from %s iteration %d; side files from %s: %s", out, mg_dir, iteration, hf_side, copied)
+    log.info("wrote %s (%s) from %s iteration %d; side files from %s: %s", out, name, mg_dir, iteration, hf_side,
+             copied)
 
     ids = parity_input(shape)
-    compared = {"architecture": shape.architecture, "reference": f"Megatron checkpoint {mg_dir} iteration {iteration}",
+    rounded = "" if export == torch.float32 else f", weights rounded to {name}"
+    compared = {"architecture": shape.architecture, "export_dtype": name,
+                "reference": f"Megatron checkpoint {mg_dir} iteration {iteration}{rounded}",
                 "converted": f"HF model {out}, reloaded by transformers"}
-    return record_parity(out, megatron_logits(model, ids), hf_logits(out, ids), tolerance, compared)
+    fp32 = megatron_logits(model, ids)
+    del model
+    bf16 = None
+    if export == torch.bfloat16:
+        bf16 = (megatron_logits(_loaded_model(shape, mg_dir, iteration, torch.bfloat16), ids),
+                hf_logits(out, ids, torch.bfloat16), tolerance_bf16)
+    return record_parity(out, fp32, hf_logits(out, ids), tolerance, compared, bfloat16=bf16)

@@ -32,30 +32,61 @@ def megatron_logits(model, ids: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def hf_logits(hf_dir: Path, ids: torch.Tensor) -> torch.Tensor:
-    """Logits of the HF model saved in hf_dir, loaded as transformers would for evaluation, in float32."""
+def hf_logits(hf_dir: Path, ids: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Logits (as float32) of the HF model saved in hf_dir, loaded in `dtype` as transformers would for
+    evaluation."""
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(hf_dir).float().eval()
+    model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=dtype).eval()
     return model(ids).logits.float()
 
 
-def record_parity(out_dir: Path, reference: torch.Tensor, converted: torch.Tensor, tolerance: float,
-                  compared: dict | None = None) -> dict:
-    """Write parity.json into out_dir; raise StageError (after writing it) when the logits differ.
+def logit_difference(reference: torch.Tensor, converted: torch.Tensor, tolerance: float,
+                     relative: bool = False) -> dict:
+    """Largest and mean |reference - converted| over every logit, the tolerance and whether it holds.
 
-    `compared` (what the reference and the converted model are) is recorded as given.
+    `relative`: the tolerance bounds the largest difference divided by the largest |reference logit|
+    (recorded as `max_abs_logit`, `relative_diff`): bf16 rounds each logit to a fraction of its size.
     """
     if reference.shape != converted.shape:
         raise StageError(f"parity check: logits shapes differ, {tuple(reference.shape)} vs {tuple(converted.shape)}")
     difference = (reference - converted).abs()
-    diff = difference.max().item()
-    result = {"max_abs_logit_diff": diff, "mean_abs_logit_diff": difference.mean().item(), "tolerance": tolerance,
-              "ok": bool(diff <= tolerance), "dtype": "float32", "input_shape": list(reference.shape[:2]),
-              "input_seed": _SEED, **(compared or {})}
+    result = {"max_abs_logit_diff": difference.max().item(), "mean_abs_logit_diff": difference.mean().item()}
+    measured = result["max_abs_logit_diff"]
+    if relative:
+        result["max_abs_logit"] = reference.abs().max().item()
+        # (all-zero logits: any difference fails)
+        measured = result["relative_diff"] = measured / max(result["max_abs_logit"], torch.finfo().tiny)
+    return {**result, "tolerance": tolerance, "ok": bool(measured <= tolerance)}
+
+
+def _failure(dtype: str, check: dict) -> str:
+    found = f"max |logit difference| {check['max_abs_logit_diff']:.3g}"
+    if "relative_diff" in check:
+        found += f" = {check['relative_diff']:.3g} x max |logit| {check['max_abs_logit']:.3g}"
+    return f"{dtype}: {found} exceeds tolerance {check['tolerance']:g}"
+
+
+def record_parity(out_dir: Path, reference: torch.Tensor, converted: torch.Tensor, tolerance: float,
+                  compared: dict | None = None,
+                  bfloat16: tuple[torch.Tensor, torch.Tensor, float] | None = None) -> dict:
+    """Write parity.json into out_dir; raise StageError (after writing it) when the logits differ.
+
+    The top-level figures compare `reference` and `converted` run in float32. `bfloat16` (reference and
+    converted logits of the models run in bf16, relative tolerance) adds that comparison under the key
+    `bfloat16`; `ok` is then true when both hold. `compared` (what the reference and the converted model
+    are) is recorded as given.
+    """
+    checks = {"float32": logit_difference(reference, converted, tolerance)}
+    if bfloat16 is not None:
+        checks["bfloat16"] = logit_difference(*bfloat16, relative=True)
+    failed = [_failure(dtype, check) for dtype, check in checks.items() if not check["ok"]]
+    fp32 = checks.pop("float32")
+    result = {**fp32, "ok": not failed, "dtype": "float32", "input_shape": list(reference.shape[:2]),
+              "input_seed": _SEED, **(compared or {}), **checks}
     (out_dir / PARITY_JSON).write_text(json.dumps(result, indent=2) + "\n")
-    if not result["ok"]:
-        raise StageError(f"parity check failed: max |logit difference| {diff:.3g} exceeds tolerance {tolerance:g} "
-                         f"(see {out_dir / PARITY_JSON}); the weight mapping or model shape does not match this "
-                         "checkpoint. If the model is deep and the difference small, raise `tolerance`.")
+    if failed:
+        raise StageError(f"parity check failed in {'; '.join(failed)} (see {out_dir / PARITY_JSON}); the weight "
+                         "mapping or model shape does not match this checkpoint. If the model is deep and the "
+                         "difference small, raise `parity_tolerance` (float32) or `parity_tolerance_bf16` (bfloat16).")
     return result

@@ -43,6 +43,14 @@ class ConvertSettings:
     """Largest allowed |HF logit - Megatron logit| (float32) on the parity input; above it the
     conversion fails. Deep models may need a little more (1e-4) from summation order alone."""
 
+    parity_tolerance_bf16: float
+    """mg2hf with a bfloat16 export: largest allowed |HF logit - Megatron logit| with both models run in
+    bfloat16, as on a GPU, as a fraction of the largest |logit| (the float32 check runs as well)."""
+
+    dtype: str | None
+    """mg2hf: dtype of the exported weights, float32 or bfloat16; None: the dtype the checkpoint's
+    weights were saved in (training's precision). Only the built-in converter."""
+
     threads: int
     """CPU threads for torch (`torch.set_num_threads`); `--threads` overrides it."""
 
@@ -67,6 +75,9 @@ class ConvertSettings:
         problems = []
         if self.command is not None:
             problems += command_problems(self.command, ALL_PLACEHOLDERS)
+            if self.dtype is not None:
+                problems.append(f"`dtype: {self.dtype}` is set but the external `command` writes the export, in "
+                                "whatever dtype it chooses: remove `dtype` (or `command`)")
         elif self.command_files:
             problems.append("`command_files` is set but `command` is not, so nothing reads them: set `command` "
                             "(the external converter) or remove `command_files`")

@@ -12,7 +12,10 @@ it only for sets with `base_chat_template: true`, else `evalsets.plain_prompt`.
 from __future__ import annotations
 
 import difflib
+import functools
 import json
+import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,8 @@ import yaml
 
 from llmrunner.errors import StageError
 from llmrunner.evalsets import EvalSet, plain_prompt, set_file
+
+log = logging.getLogger(__name__)
 
 END_OF_TURN = "<|im_end|>"  # ChatML's end of an assistant turn (Qwen and the demo model)
 MC_PROMPT = "Question: {{question}}\nAnswer:"
@@ -171,17 +176,39 @@ def include_path_problem(evalset: EvalSet, source: str) -> str | None:
 
 
 def lm_eval_task_problems(evalset: EvalSet, source: str) -> list[str]:
-    """Check an lm_eval set's task name against its include_path, then lm-eval's own tasks (that takes seconds:
-    lm-eval indexes its whole task folder, so it is done only for a name the include_path does not have, and
-    only when such a set is used)."""
+    """Check an lm_eval set's task name against its include_path, then lm-eval's own tasks (builtin_task_names)."""
     problem = include_path_problem(evalset, source)
     if problem:
         return [problem]
     from lm_eval.tasks import TaskManager
 
-    if evalset.include_path and evalset.task in TaskManager(include_path=evalset.include_path,
-                                                            include_defaults=False).all_tasks:
+    own = TaskManager(include_path=evalset.include_path, include_defaults=False).all_tasks \
+        if evalset.include_path else []
+    if evalset.task in own:
         return []
-    known = TaskManager(include_path=evalset.include_path, include_defaults=True).all_tasks
-    problem = unknown_task_problem(evalset, source, known)
+    problem = unknown_task_problem(evalset, source, [*own, *builtin_task_names()])
     return [problem] if problem else []
+
+
+@functools.lru_cache(maxsize=1)
+def builtin_task_names() -> list[str]:
+    """The task, group and tag names lm-eval ships. lm-eval finds them by parsing its whole task folder (~45 s on
+    2 cores), and every Snakefile parse checks the config (SLURM jobs parse it again), so the names are kept in the
+    user's cache folder, one file per lm-eval version."""
+    from importlib.metadata import version
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "llmrunner" \
+        / f"lm-eval-{version('lm_eval')}-tasks.json"
+    try:
+        return json.loads(cache.read_text())
+    except (OSError, ValueError):
+        pass
+    from lm_eval.tasks import TaskManager
+
+    log.info("indexing lm-eval's tasks (once per lm-eval version; kept in %s)", cache)
+    names = sorted(TaskManager(include_defaults=True).all_tasks)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(names))
+    tmp.replace(cache)  # atomic: jobs parsing at the same time never read half a file
+    return names

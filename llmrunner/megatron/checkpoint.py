@@ -79,6 +79,22 @@ def require_latest_iteration(root: str | Path) -> int:
                      "Point to a folder written by hf2mg or training.")
 
 
+def stored_weights_dtype(root: str | Path, iteration: int) -> torch.dtype:
+    """The dtype the iteration's model weights were saved in: training saves its model's (float32, or
+    bfloat16 for bf16 training; the optimizer's fp32 main weights are `optimizer.*`), hf2mg float32."""
+    from torch.distributed.checkpoint import FileSystemReader
+    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
+    folder = iteration_dir(root, iteration)
+    stored = FileSystemReader(str(folder)).read_metadata().state_dict_metadata
+    dtypes = {meta.properties.dtype for key, meta in stored.items()
+              if isinstance(meta, TensorStorageMetadata) and not key.startswith(("optimizer.", "rng_state"))}
+    if len(dtypes) != 1:
+        raise StageError(f"{folder}: the model's weights are stored in {sorted(map(str, dtypes)) or 'no'} "
+                         "dtype(s), not one; set the export `dtype` of the mg2hf step explicitly")
+    return dtypes.pop()
+
+
 def _unwrap(model):
     # DDP and Float16Module keep the GPTModel in `.module`; the state dict keys come from it.
     while hasattr(model, "module"):

@@ -32,6 +32,8 @@ _REQUIRED_VALUES = {
     "qwen2": {"hidden_act": "silu", "use_sliding_window": False},
     "llama": {"attention_bias": False, "mlp_bias": False, "hidden_act": "silu"},
 }
+# Expert counts of mixture-of-experts configs (Qwen-MoE, Mixtral, DeepSeek): the converter maps dense models.
+_MOE_KEYS = ("num_experts", "num_local_experts", "n_routed_experts")
 # Llama 3.1 / 3.2 RoPE scaling (rope_type "llama3") as megatron-core implements it: only `factor` varies.
 _LLAMA3_ROPE = {"low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
 
@@ -177,20 +179,21 @@ def megatron_to_hf(mg_state: dict[str, torch.Tensor], shape: ModelShape) -> dict
     return out
 
 
-def _architecture(config: dict, source: str) -> str:
-    """ModelShape.architecture of an HF config: from `architectures`, else (configs built in code) model_type."""
+def _architecture(config: dict, problems: list[str]) -> str | None:
+    """ModelShape.architecture of an HF config: from `architectures`, else (configs built in code) model_type;
+    None, with the reason added to problems, for another model."""
     names = config.get("architectures")
     supported = ", ".join(HF_ARCHITECTURES)
     if names:
-        if len(names) != 1 or names[0] not in HF_ARCHITECTURES:
-            raise StageError(f"{source}: architectures is {names}; the converter maps the weights of {supported} "
-                             "only. Convert a model of one of these architectures.")
-        return HF_ARCHITECTURES[names[0]]
-    if config.get("model_type") in LAYOUTS:
+        if len(names) == 1 and names[0] in HF_ARCHITECTURES:
+            return HF_ARCHITECTURES[names[0]]
+        problems.append(f"architectures is {names}; the converter maps the weights of {supported} only")
+    elif config.get("model_type") in LAYOUTS:
         return config["model_type"]
-    raise StageError(f"{source}: neither `architectures` ({names}) nor model_type ({config.get('model_type')!r}) "
-                     f"names a supported model; the converter maps {supported} "
-                     f"(model_type {', '.join(LAYOUTS)}).")
+    else:
+        problems.append(f"neither `architectures` ({names}) nor model_type ({config.get('model_type')!r}) names a "
+                        f"supported model; the converter maps {supported} (model_type {', '.join(LAYOUTS)})")
+    return None
 
 
 def _read_rope(config: dict, problems: list[str]) -> tuple[float, float | None]:
@@ -213,8 +216,11 @@ def _read_rope(config: dict, problems: list[str]) -> tuple[float, float | None]:
 
 def shape_from_hf_config(config: dict, source: str = "config.json") -> ModelShape:
     """ModelShape of an HF Qwen3 / Qwen2 / Llama config.json; every unsupported setting is named in one error."""
-    architecture = _architecture(config, source)
-    problems = []
+    problems = [f"{key} is {config[key]}: a mixture-of-experts model; the converter maps dense models only"
+                for key in _MOE_KEYS if config.get(key)]
+    architecture = _architecture(config, problems)
+    if architecture is None:
+        raise StageError(f"{source}: " + "; ".join(problems))
     if config.get("model_type", architecture) != architecture:
         problems.append(f"model_type is {config.get('model_type')!r} but architectures names a {architecture} model")
     for key, wanted in _REQUIRED_VALUES[architecture].items():

@@ -1,14 +1,16 @@
 """The model shape (`model.json` in every Megatron checkpoint folder) and the GPTModel builder.
 
 The shape is everything needed to rebuild the network and its HF config: mg2hf and training read
-it instead of guessing from tensor sizes. The builder makes a megatron-core GPTModel with the local
-(non-Transformer-Engine) layer spec, attention through torch's SDPA (attention.py), for the decoder
+it instead of guessing from tensor sizes. The builder makes a megatron-core GPTModel for the decoder
 families in LAYOUTS: RMSNorm, SwiGLU, grouped-query attention and RoPE, which they share, plus what
-sets them apart (q/k/v biases, per-head q/k RMSNorm).
+sets them apart (q/k/v biases, per-head q/k RMSNorm). Layers come from the local (megatron-core)
+spec with attention through torch's SDPA (attention.py), or, for training on GPUs, from the
+Transformer Engine spec; both read and write the same checkpoints.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,10 @@ import torch.nn.functional as F
 from llmrunner.errors import StageError
 
 MODEL_JSON = "model.json"
+# Layer implementations build_gpt_model takes (a settings' `auto` is resolved by resolve_transformer_impl).
+LOCAL, TRANSFORMER_ENGINE = "local", "transformer_engine"
+# State-dict entry of module state beyond tensors: Transformer Engine's FP8 metadata, None in local layers.
+EXTRA_STATE = "_extra_state"
 # What sets each supported family's layers apart; the HF model code fixes these, so a shape must match.
 LAYOUTS = {
     "qwen3": {"qkv_bias": False, "qk_norm": True},
@@ -121,8 +127,12 @@ class ModelShape:
         return path
 
 
-def transformer_config(shape: ModelShape, dtype: torch.dtype = torch.float32):
-    """megatron-core TransformerConfig for the shape; parallel sizes come from parallel_state."""
+def transformer_config(shape: ModelShape, dtype: torch.dtype = torch.float32, **options):
+    """megatron-core TransformerConfig for the shape; parallel sizes come from parallel_state.
+
+    `options` are further TransformerConfig fields that change memory or speed, not the model
+    (recompute_granularity, recompute_method, recompute_num_layers, sequence_parallel).
+    """
     from megatron.core import parallel_state
     from megatron.core.transformer.transformer_config import TransformerConfig
 
@@ -155,29 +165,102 @@ def transformer_config(shape: ModelShape, dtype: torch.dtype = torch.float32):
         gradient_accumulation_fusion=False,
         apply_rope_fusion=False,
         persist_layer_norm=False,
+        **options,
     )
 
 
-def build_gpt_model(shape: ModelShape, dtype: torch.dtype = torch.float32):
+def transformer_engine_problem() -> str | None:
+    """Why the Transformer Engine layers cannot be used in this process, or None when they can."""
+    if not torch.cuda.is_available():
+        return "no CUDA GPU is available"
+    try:
+        import transformer_engine  # noqa: F401
+        from megatron.core.extensions.transformer_engine import TENorm  # noqa: F401
+    except (ImportError, OSError) as err:  # OSError: installed, but its CUDA libraries do not load
+        return f"transformer_engine does not import ({err})"
+    return None
+
+
+def resolve_transformer_impl(requested: str) -> str:
+    """The layer implementation for a `transformer_impl` setting: auto is transformer_engine when it can be
+    used here, else local; transformer_engine that cannot be used is a StageError saying why."""
+    if requested == LOCAL:
+        return LOCAL
+    problem = transformer_engine_problem()
+    if requested == TRANSFORMER_ENGINE and problem:
+        raise StageError(f"`transformer_impl: transformer_engine` cannot be used: {problem}. Install Transformer "
+                         "Engine (pip install transformer_engine[pytorch]) in the training environment and run "
+                         "on a GPU, or set `transformer_impl` to auto (uses it when available) or local")
+    return LOCAL if problem else TRANSFORMER_ENGINE
+
+
+def _block_spec(shape: ModelShape, transformer_impl: str):
+    """The decoder's spec: its layers' and, for the local spec, its final norm."""
+    from megatron.core import parallel_state
+    from megatron.core.models.gpt.gpt_layer_specs import (
+        get_gpt_layer_local_spec,
+        get_gpt_layer_with_transformer_engine_spec,
+    )
+    from megatron.core.transformer.transformer_block import TransformerBlockSubmodules
+
+    if transformer_impl == TRANSFORMER_ENGINE:
+        # TE's norms read RMSNorm from the config; its fused norm + linear layers take over input_layernorm and
+        # pre_mlp_layernorm under the names the local spec's checkpoints map them to. megatron picks TE's final norm.
+        return get_gpt_layer_with_transformer_engine_spec(qk_layernorm=shape.qk_norm)
+    from llmrunner.megatron.attention import SDPAttention
+    from llmrunner.megatron.norm import RMSNorm
+
+    layer = get_gpt_layer_local_spec(qk_layernorm=shape.qk_norm, normalization="RMSNorm")
+    attention = layer.submodules.self_attention.submodules
+    attention.core_attention = SDPAttention  # fused kernels, same numbers
+    # torch's RMSNorm as the local spec has it, but able to run sequence-parallel (norm.py)
+    layer.submodules.input_layernorm = layer.submodules.pre_mlp_layernorm = RMSNorm
+    if shape.qk_norm:
+        attention.q_layernorm = attention.k_layernorm = RMSNorm
+    # Spelled out to choose the final norm too (else Apex's or TE's when installed): this stage's layers.
+    stage_layers = shape.num_layers // parallel_state.get_pipeline_model_parallel_world_size()
+    return TransformerBlockSubmodules(layer_specs=[layer] * stage_layers, layer_norm=RMSNorm)
+
+
+@functools.cache
+def _gpt_model_class():
+    from megatron.core.models.gpt import GPTModel
+
+    class InterchangeableGPTModel(GPTModel):
+        """GPTModel whose checkpoints hold no `_extra_state` entries, so a checkpoint of either layer spec loads
+        into the other: megatron-core's local linears keep None there, Transformer Engine's modules their FP8
+        metadata (unused without FP8) and TE has more of them (core attention, norms). Checkpoints that hold
+        them still load (entries a load does not ask for are ignored)."""
+
+        def sharded_state_dict(self, *args, **kwargs):
+            state = super().sharded_state_dict(*args, **kwargs)
+            return {key: value for key, value in state.items() if not key.endswith(EXTRA_STATE)}
+
+        def load_state_dict(self, state_dict, strict: bool = True):
+            # None leaves a TE module's extra state as built; a strict load would call it missing.
+            absent = {key: None for key in self.state_dict() if key.endswith(EXTRA_STATE) and key not in state_dict}
+            return super().load_state_dict({**state_dict, **absent}, strict=strict)
+
+    return InterchangeableGPTModel
+
+
+def build_gpt_model(shape: ModelShape, dtype: torch.dtype = torch.float32, transformer_impl: str = LOCAL,
+                    **options):
     """A GPTModel for this pipeline stage (pre/post process from parallel_state), on CPU or GPU.
 
-    Call parallel.init_distributed() first. Weights are randomly initialised; load a checkpoint.
+    `transformer_impl` is LOCAL or TRANSFORMER_ENGINE (see resolve_transformer_impl); `options` are
+    TransformerConfig fields as in transformer_config. Call parallel.init_distributed() first. Weights
+    are randomly initialised; load a checkpoint.
     """
     from llmrunner.megatron import cpu_compat
 
     if not torch.cuda.is_available():
         cpu_compat.enable()
     from megatron.core import parallel_state
-    from megatron.core.models.gpt import GPTModel
-    from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
 
-    from llmrunner.megatron.attention import SDPAttention
-
-    spec = get_gpt_layer_local_spec(qk_layernorm=shape.qk_norm, normalization="RMSNorm")
-    spec.submodules.self_attention.submodules.core_attention = SDPAttention  # fused kernels, same numbers
-    model = GPTModel(
-        config=transformer_config(shape, dtype),
-        transformer_layer_spec=spec,
+    model = _gpt_model_class()(
+        config=transformer_config(shape, dtype, **options),
+        transformer_layer_spec=_block_spec(shape, transformer_impl),
         vocab_size=shape.vocab_size,
         max_sequence_length=shape.max_position_embeddings,
         pre_process=parallel_state.is_pipeline_first_stage(),

@@ -265,6 +265,10 @@ def _parity_section(root: Path) -> list[str]:
             p = read_json(path) or {}
             rows.append([direction, str(path.parent.relative_to(root)), p.get("max_abs_logit_diff"),
                          p.get("tolerance"), p.get("ok"), p.get("dtype")])
+            bf16 = p.get("bfloat16")  # mg2hf of a bfloat16 export: also run in bf16, relative tolerance
+            if isinstance(bf16, dict):
+                rows.append([direction, str(path.parent.relative_to(root)), bf16.get("max_abs_logit_diff"),
+                             f"{fmt(bf16.get('tolerance'))} × max \\|logit\\|", bf16.get("ok"), "bfloat16"])
     if not rows:
         return ["## Conversion parity", "", f"{OFF}: no `model/*/*/parity.json`.", ""]
     headers = ["conversion", "output", "max abs logit diff", "tolerance", "ok", "dtype"]

@@ -8,8 +8,9 @@ from llmrunner.errors import ConfigError
 from llmrunner.schemas import load_schema
 from llmrunner.settings import settings_from_dict
 
-# Settings that change speed but never the weights: left out of the resume fingerprint.
-NOT_IN_FINGERPRINT = ("threads", "stop_before_time_limit")
+# Settings that change speed or memory but never the weights: left out of the resume fingerprint.
+NOT_IN_FINGERPRINT = ("threads", "stop_before_time_limit", "slurm", "recompute", "recompute_method",
+                      "recompute_num_layers")
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,24 @@ class TrainSettings:
     pipeline_parallel: int
     """Pipeline-parallel size."""
 
+    sequence_parallel: bool
+    """Megatron's sequence parallelism: the work outside attention and MLP is split along the sequence over the
+    tensor-parallel ranks (only with tensor_parallel > 1)."""
+
+    recompute: str
+    """Activation recomputation: none, selective (core attention) or full (whole layers, see recompute_method);
+    megatron-core's recompute_granularity."""
+
+    recompute_method: str
+    """With full recompute: uniform (chunks of recompute_num_layers layers) or block (the first
+    recompute_num_layers layers of each pipeline stage)."""
+
+    recompute_num_layers: int
+    """With full recompute: layers per chunk (uniform) or recomputed layers per pipeline stage (block)."""
+
+    transformer_impl: str
+    """Layer implementation: auto, local (megatron-core's layers, SDPA attention) or transformer_engine."""
+
     use_distributed_optimizer: bool
     """Shard the optimizer state (fp32 main weights, Adam moments) over the data-parallel ranks, as
     Megatron-LM's --use-distributed-optimizer (ZeRO-1): gradients are reduce-scattered, each rank updates
@@ -110,6 +129,10 @@ class TrainSettings:
 
     threads: int
     """CPU threads for torch (`torch.set_num_threads`) in each process; does not change the result's identity."""
+
+    slurm: dict | None
+    """The SLURM request of the training job (nodes, gpus_per_node, gpu_type, mem_mb, runtime): read by the
+    workflow's train_run rule as its resources, never by the stage (None there)."""
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainSettings:
@@ -138,6 +161,13 @@ class TrainSettings:
                             f"(e.g. {step_unit * max(1, self.global_batch_size // step_unit)})")
         if self.min_lr > self.lr:
             problems.append(f"`min_lr` {self.min_lr} is above `lr` {self.lr}: lower min_lr")
+        if self.sequence_parallel and self.tensor_parallel == 1:
+            problems.append("`sequence_parallel` needs `tensor_parallel` > 1 (it splits the sequence over the "
+                            "tensor-parallel ranks): raise tensor_parallel or set sequence_parallel false")
+        elif self.sequence_parallel and self.seq_length % self.tensor_parallel:
+            problems.append(f"`sequence_parallel` splits each sequence over the tensor-parallel ranks: `seq_length` "
+                            f"{self.seq_length} must be a multiple of `tensor_parallel` {self.tensor_parallel}: "
+                            "change one of them")
         if float(self.split.split(",")[0]) <= 0:
             problems.append(f"`split` {self.split!r} gives the training part no share: its first number must be > 0")
         if problems:

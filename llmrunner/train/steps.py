@@ -8,11 +8,36 @@ update as one big batch, also when SFT micro-batches hold different numbers of t
 from __future__ import annotations
 
 import functools
+import logging
 
 import torch
 
-from llmrunner.megatron.model import ModelShape, build_gpt_model
+from llmrunner.errors import StageError
+from llmrunner.megatron.model import ModelShape, build_gpt_model, resolve_transformer_impl
 from llmrunner.train.settings import TrainSettings
+
+log = logging.getLogger("llmrunner.train")
+
+
+def memory_options(shape: ModelShape, s: TrainSettings) -> dict:
+    """The TransformerConfig fields for the recompute and sequence-parallel settings (Megatron-LM's flags of
+    the same names); a recompute_num_layers the model's layers cannot take is a StageError."""
+    options = {"sequence_parallel": s.sequence_parallel}
+    if s.recompute == "selective":
+        options["recompute_granularity"] = "selective"  # megatron-core's default module list: core attention
+    elif s.recompute == "full":
+        stage_layers = shape.num_layers // s.pipeline_parallel
+        # megatron-core indexes past the last layer when uniform chunks do not tile a stage
+        if s.recompute_num_layers > stage_layers or (s.recompute_method == "uniform"
+                                                     and stage_layers % s.recompute_num_layers):
+            need = "a divisor of" if s.recompute_method == "uniform" else "at most"
+            raise StageError(f"`recompute_num_layers` {s.recompute_num_layers} does not fit the model: with "
+                             f"recompute_method {s.recompute_method} it must be {need} the layers per pipeline "
+                             f"stage, {shape.num_layers} layers / pipeline_parallel {s.pipeline_parallel} = "
+                             f"{stage_layers}")
+        options.update(recompute_granularity="full", recompute_method=s.recompute_method,
+                       recompute_num_layers=s.recompute_num_layers)
+    return options
 
 
 def build_model_and_optimizer(shape: ModelShape, s: TrainSettings):
@@ -23,7 +48,11 @@ def build_model_and_optimizer(shape: ModelShape, s: TrainSettings):
 
     bf16 = s.precision == "bf16"
     dtype = torch.bfloat16 if bf16 else torch.float32
-    model = build_gpt_model(shape, dtype)
+    impl = resolve_transformer_impl(s.transformer_impl)
+    model = build_gpt_model(shape, dtype, impl, **memory_options(shape, s))
+    if torch.distributed.get_rank() == 0:  # what megatron-core was given, not only what was asked
+        log.info("layers: %s (transformer_impl %s); activation recompute: %s; sequence parallel: %s", impl,
+                 s.transformer_impl, model.config.recompute_granularity or "none", model.config.sequence_parallel)
     config = model.config
     # Read by DDP at construction (no 1/dp pre-scaling) and by the pipeline schedules.
     config.calculate_per_token_loss = True

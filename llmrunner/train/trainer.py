@@ -19,7 +19,7 @@ from llmrunner.errors import StageError
 from llmrunner.megatron import checkpoint, parallel
 from llmrunner.megatron.model import ModelShape
 from llmrunner.train import data, run_state
-from llmrunner.train.metrics import MetricsLog
+from llmrunner.train.metrics import MetricsLog, Throughput
 from llmrunner.train.settings import TrainSettings
 from llmrunner.train.steps import build_model_and_optimizer, eval_step, mean_loss, train_step
 from llmrunner.train.stop import StopRequest
@@ -127,7 +127,8 @@ def run_training(kind: str, init_dir: Path, prefixes: list[str], save_dir: Path,
     from megatron.core import parallel_state
 
     logs = (parallel_state.is_pipeline_last_stage() and info.dp_rank == 0 and info.tp_rank == 0)
-    metrics = MetricsLog(save_dir, iteration, s.train_iters, s.log_interval) if logs else None
+    metrics = MetricsLog(save_dir, iteration, s.train_iters, s.log_interval,
+                         Throughput.of_run(shape, s.seq_length, s.precision, info.world_size)) if logs else None
     tokens_per_step = s.global_batch_size * s.seq_length
     model.train()
     while iteration < s.train_iters:

@@ -104,3 +104,15 @@ def test_settings_are_checked() -> None:
         ConvertSettings.from_dict({"tolerance": 1e-5})
     with pytest.raises(ConfigError, match="parity_tolerance"):
         ConvertSettings.from_dict({"parity_tolerance": 0})
+
+
+def test_export_dtype_settings() -> None:
+    defaults = ConvertSettings.from_dict({})
+    assert defaults.dtype is None and 0 < defaults.parity_tolerance_bf16 < 1  # null: the training precision
+    assert ConvertSettings.from_dict({"dtype": "bfloat16", "parity_tolerance_bf16": 0.1}).dtype == "bfloat16"
+    with pytest.raises(ConfigError, match="dtype"):
+        ConvertSettings.from_dict({"dtype": "float16"})
+    with pytest.raises(ConfigError, match="parity_tolerance_bf16"):
+        ConvertSettings.from_dict({"parity_tolerance_bf16": 0})
+    with pytest.raises(ConfigError, match="`dtype: bfloat16` is set but the external `command` writes the export"):
+        ConvertSettings.from_dict({"dtype": "bfloat16", "command": "cp -r {input} {output}"})

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from llmrunner.errors import ConfigError, StageError
 from llmrunner.eval.core import check_model_dir, resolve_dtype
@@ -36,11 +37,16 @@ def test_old_keys_are_unknown() -> None:
 
 
 def test_resolve_dtype() -> None:
-    import torch
-
-    assert resolve_dtype("float16") == "float16"
+    assert resolve_dtype("float16") == "float16" and resolve_dtype("bfloat16") == "bfloat16"
     if not torch.cuda.is_available():
-        assert resolve_dtype("auto") == "float32"
+        assert resolve_dtype("auto") == "float32"  # also for a bfloat16 export: transformers upcasts it on load
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_auto_dtype_is_bfloat16_on_a_gpu_that_has_it() -> None:
+    assert resolve_dtype("auto") == ("bfloat16" if torch.cuda.is_bf16_supported() else "float32")
+    assert resolve_dtype("float32") == "float32"  # an explicit setting wins
 
 
 def test_answer_must_fit_max_length() -> None:

@@ -134,3 +134,25 @@ def test_unknown_lm_eval_task_gives_close_names(tmp_path: Path) -> None:
     assert "config/evalsets/h.yaml" in problem and "hellaswag" in problem
     missing = EvalSet.from_dict("h", {"kind": "lm_eval", "task": "x", "include_path": str(tmp_path / "nope")})
     assert "is not a folder" in lm_eval_task_problems(missing, "config/evalsets/h.yaml")[0]
+
+
+def test_lm_eval_task_names_are_read_from_the_cache(tmp_path: Path, monkeypatch) -> None:
+    """Indexing lm-eval's tasks takes tens of seconds and every Snakefile parse checks the config: the names are
+    kept in the user's cache folder, per lm-eval version, and read from there."""
+    from importlib.metadata import version
+
+    from llmrunner.eval.tasks import builtin_task_names
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    cache = tmp_path / "llmrunner" / f"lm-eval-{version('lm_eval')}-tasks.json"
+    cache.parent.mkdir(parents=True)
+    cache.write_text('["arc_easy", "my_cached_task"]')
+    builtin_task_names.cache_clear()
+    try:
+        cached = EvalSet.from_dict("c", {"kind": "lm_eval", "task": "my_cached_task"})
+        assert lm_eval_task_problems(cached, "config/evalsets/c.yaml") == []
+        [problem] = lm_eval_task_problems(EvalSet.from_dict("h", {"kind": "lm_eval", "task": "hellaswag"}),
+                                          "config/evalsets/h.yaml")
+        assert "task 'hellaswag' is not a task, group or tag in lm-eval's tasks" in problem
+    finally:
+        builtin_task_names.cache_clear()

@@ -45,6 +45,7 @@ def test_full_experiment(datapool: Path) -> None:
     assert "| cpt | 40 | 40 | 5.49 | 5.49 | 5.59 | 0.0003 | 5,020.5 |" in text
     assert "| hf2mg | model/mg/base | 3.1e-06 | 1e-05 | yes | float32 |" in text
     assert "| mg2hf | model/hf/sft |" in text
+    assert "| mg2hf | model/hf/cpt | 0.03125 | 0.05 × max \\|logit\\| | yes | bfloat16 |" in text
     assert "| version | model / Δ | items | bits_per_byte ↓ | 95% interval | result | chat template |" in text
     assert "| `v12` | base | 12 | 4.073 |  |  | no |" in text
     assert "| `v12` | cpt − base | 12 | -1.066 | [-1.275, -0.8671] | **better** |  |" in text

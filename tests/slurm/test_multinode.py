@@ -1,5 +1,5 @@
-"""CPT training over the local SLURM's two nodes, through `snakemake --profile` with a copy of profiles/slurm whose
-train_run asks for `nodes: 2` (one fake GPU per node, so one process per node): the rule's command finds the job's
+"""CPT training over the local SLURM's two nodes, through `snakemake --profile profiles/slurm` with the train step's
+`slurm: {nodes: 2}` (one fake GPU per node, so one process per node): the rule's command finds the job's
 nodes although its job step (the executor's `srun -n1`) has one, srun starts a torchrun per node, they meet at the
 first node's NodeAddr (the second node's name does not resolve), and the two data-parallel ranks follow a local
 two-process torchrun run of the same settings.
@@ -23,14 +23,15 @@ from llmrunner.train.launch import expand_hostlist
 from tests.demo import snakemake
 from tests.megatron.fixtures import run_stage
 from tests.paths import REPO, demo_cpt_lines, write_yaml
-from tests.slurm.test_slurm_demo import PROFILE, SlurmRun, rule_of, run_id
+from tests.slurm.test_slurm_demo import SlurmRun, rule_of, run_id
 from tests.train.runs import metrics
 
 pytestmark = pytest.mark.slurm
 
 # Small enough for seconds of training; global batch 4 = 2 ranks x micro-batch 2, so no gradient accumulation.
 TRAIN = {"train_iters": 4, "seq_length": 64, "micro_batch_size": 2, "global_batch_size": 4, "lr": 3e-3,
-         "warmup_iters": 1, "log_interval": 1, "save_interval": 4, "eval_interval": 0, "threads": 1}
+         "warmup_iters": 1, "log_interval": 1, "save_interval": 4, "eval_interval": 0, "threads": 1,
+         "slurm": {"nodes": 2}}
 
 
 @dataclass
@@ -62,11 +63,7 @@ def two_nodes(slurm_cluster, tmp_path_factory) -> TwoNodeRun:
     snakemake(workdir, "tokenize_cpt", "hf2mg", "--cores", "2", "--config", "experiments=[demo]")
     root = workdir / "datapool/experiments/demo"
 
-    # The documented way to change one resource: a copy of the profile (--set-resources would replace its list).
-    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
-    profile["set-resources"]["train_run"]["nodes"] = 2
-    copy = write_yaml(workdir.parent / "profile_two_nodes/config.yaml", profile).parent
-    slurm = SlurmRun(workdir, "two_nodes", "--profile", str(copy), "train_cpt")
+    slurm = SlurmRun(workdir, "two_nodes", "train_cpt")
 
     # Meanwhile the reference: the same settings in two local processes (the entry point runs torchrun).
     with pytest.MonkeyPatch.context() as patch:

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from llmrunner.config import load_run_config
 from tests.demo import planned_jobs, short_demo
 from tests.paths import REPO
 
@@ -209,12 +210,18 @@ def test_after_the_fix_a_rerun_does_only_the_remaining_work(slurm_demo):
 
 def test_gpu_rules_ask_for_a_gpu_and_cpu_rules_do_not(slurm_demo):
     profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
-    assert {rule for rule, res in profile["set-resources"].items() if "gres" in res} == GPU_RULES
+    # training asks for what its step's `slurm` settings say; the other GPU rules get their GPU from the profile
+    assert {rule for rule, res in profile["set-resources"].items() if "gres" in res} | {"train_run"} == GPU_RULES
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(slurm_demo.workdir)
+        run = load_run_config({"experiments": ["demo"]})
     seen = set()
     for job in slurm_demo.jobs:
         rule, wildcards = rule_of(job)
         seen.add(rule)
         expected = {**profile["default-resources"], **profile["set-resources"].get(rule, {})}
+        if rule == "train_run":
+            expected |= run.slurm_resources("demo", "train_" + wildcards.removeprefix("demo_"))
         where = f"SLURM job {job['JobId']} ({rule} {wildcards})"
         assert job["Partition"] == expected["slurm_partition"], where
         assert minutes(job["TimeLimit"]) == expected["runtime"], where
@@ -265,25 +272,22 @@ def test_outputs_equal_the_local_run(slurm_demo, demo_run):
 
 
 def test_training_stops_before_the_time_limit_with_a_checkpoint_and_the_rerun_resumes(slurm_demo, slurm_cluster,
-                                                                                       demo_run, tmp_path):
+                                                                                       demo_run):
     """SFT training again, first in a job with a 1-minute limit: it stops by itself ahead of it (no signal
-    from SLURM can reach it through the executor's job step), saves and fails; the rerun with the shipped
-    profile resumes and ends with the local run's weights. Runs last: it retrains the demo's SFT stage."""
-    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
-    short = tmp_path / "profile_short_limit"
-    short.mkdir()
-    limited = {**profile, "set-resources": {**profile["set-resources"],
-                                            "train_run": {**profile["set-resources"]["train_run"], "runtime": 1}}}
-    (short / "config.yaml").write_text(yaml.safe_dump(limited))
+    from SLURM can reach it through the executor's job step), saves and fails; the rerun with the step's own
+    time limit resumes and ends with the local run's weights. Runs last: it retrains the demo's SFT stage."""
     step = slurm_demo.workdir / "config/experiments/demo/steps/7.train_sft.yaml"
-    # stop 55 s before the limit: right after the first step (the job starts less than 5 s before it)
-    step.write_text(yaml.safe_dump({**yaml.safe_load(step.read_text()), "stop_before_time_limit": 55}))
+    # a 1-minute time limit, stopping 55 s before it: right after the first step (the job starts less than 5 s
+    # before it)
+    sft = yaml.safe_load(step.read_text())
+    step.write_text(yaml.safe_dump({**sft, "stop_before_time_limit": 55, "slurm": {**sft.get("slurm", {}),
+                                                                                    "runtime": 1}}))
     # both gone, so that `mg2hf` needs training (an existing model/hf/sft would satisfy it)
     for done in ("model/sft_checkpoints", "model/hf/sft"):
         shutil.rmtree(slurm_demo.root / done)
     train_log = slurm_demo.root / "logs/train_sft.log"
 
-    limited_run = SlurmRun(slurm_demo.workdir, "time_limit", "mg2hf", "--profile", str(short)).wait(slurm_cluster)
+    limited_run = SlurmRun(slurm_demo.workdir, "time_limit", "mg2hf").wait(slurm_cluster)
     assert limited_run.returncode != 0, limited_run.stdout[-6000:]
     stopped = re.search(r"stopped at iteration (\d+)/12 with a checkpoint \(SIGUSR2\)", train_log.read_text())
     assert stopped, train_log.read_text()[-4000:]
@@ -293,12 +297,16 @@ def test_training_stops_before_the_time_limit_with_a_checkpoint_and_the_rerun_re
     assert not (slurm_demo.root / "model/sft_checkpoints/complete.json").exists()
     (job,) = [j for j in slurm_cluster.jobs() if j["JobName"] == run_id(limited_run)
               and rule_of(j) == ("train_run", "demo_sft")]
-    train = limited["set-resources"]["train_run"]
+    partition = yaml.safe_load((PROFILE / "config.yaml").read_text())["set-resources"]["train_run"]["slurm_partition"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(slurm_demo.workdir)
+        request = load_run_config({"experiments": ["demo"]}).slurm_resources("demo", "train_sft")
     assert (job["JobState"], job["ExitCode"].split(":")[0]) == ("FAILED", "1")  # srun's code, not the job's 140
     assert (minutes(job["TimeLimit"]), job["Partition"], job["TresPerNode"], int(job["NumNodes"])) == (
-        1, train["slurm_partition"], f"gres:{train['gres']}", train["nodes"])
-    assert megabytes(job["MinMemoryNode"]) == train["mem_mb"]
+        1, partition, f"gres:{request['gres']}", request["nodes"])
+    assert megabytes(job["MinMemoryNode"]) == request["mem_mb"]
 
+    step.write_text(yaml.safe_dump(sft))  # the experiment's own time limit again
     rerun = SlurmRun(slurm_demo.workdir, "resume", "mg2hf").wait(slurm_cluster)
     assert rerun.returncode == 0, rerun.stdout[-6000:]
     assert re.search(rf"resuming \S+/model/sft_checkpoints from iteration {saved} ", train_log.read_text())

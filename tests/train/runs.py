@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from llmrunner.train.metrics import MEASURED
 from tests.train.conftest import CPT_SETTINGS
 
 
@@ -38,7 +39,8 @@ def jsonl_scalars(save: Path) -> dict[str, list[tuple[int, float]]]:
 
 
 def assert_same_scalars(tensorboard: dict, jsonl: dict, skip: tuple[str, ...] = ()) -> None:
-    assert set(tensorboard) == set(jsonl) == {"loss", "lr", "grad_norm", "tokens_per_s", "val_loss"}
+    assert set(tensorboard) == set(jsonl) == {"loss", "lr", "grad_norm", "tokens_per_s", "flops_per_token",
+                                              "tflops_per_device", "val_loss"}  # CPU: no MFU, no GPU memory
     for tag in set(jsonl) - set(skip):
         assert [step for step, _ in tensorboard[tag]] == [step for step, _ in jsonl[tag]], tag
         # event files hold float32
@@ -63,16 +65,20 @@ def wait_for(path: Path, proc: subprocess.Popen, nonempty: bool = False) -> None
 
 
 def assert_same_run(reference: Path, save: Path) -> None:
-    """Bit-identical final checkpoint, metrics and TensorBoard curves (tokens/s aside)."""
+    """Bit-identical final checkpoint, metrics and TensorBoard curves (speed and memory aside)."""
     expected, got = final_state(reference), final_state(save)
     assert set(expected) == set(got)
     for key, value in expected.items():
         if torch.is_tensor(value):
             assert torch.equal(value, got[key]), key
-    strip = [{k: v for k, v in m.items() if k != "tokens_per_s"} for m in metrics(save)]
-    assert strip == [{k: v for k, v in m.items() if k != "tokens_per_s"} for m in metrics(reference)]
+    assert unmeasured(metrics(save)) == unmeasured(metrics(reference))
     # the stopped run's events past its checkpoint are hidden: each step once, with the resumed values
-    assert_same_scalars(tensorboard_scalars(save), jsonl_scalars(reference), skip=("tokens_per_s",))
+    assert_same_scalars(tensorboard_scalars(save), jsonl_scalars(reference), skip=MEASURED)
+
+
+def unmeasured(lines: list[dict]) -> list[dict]:
+    """metrics.jsonl lines without the figures that depend on the machine's speed (metrics.MEASURED)."""
+    return [{k: v for k, v in line.items() if k not in MEASURED} for line in lines]
 
 
 def final_state(save: Path) -> dict:

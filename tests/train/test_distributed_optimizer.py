@@ -14,9 +14,17 @@ import pytest
 import torch
 
 from llmrunner.errors import ConfigError
+from llmrunner.train.metrics import MEASURED
 from llmrunner.train.settings import TrainSettings
 from tests.train.conftest import CPT_SETTINGS, train
-from tests.train.runs import assert_same_scalars, final_state, jsonl_scalars, metrics, tensorboard_scalars
+from tests.train.runs import (
+    assert_same_scalars,
+    final_state,
+    jsonl_scalars,
+    metrics,
+    tensorboard_scalars,
+    unmeasured,
+)
 from tests.train.runs import wait_for as wait_for_file
 
 # Two data-parallel processes, a dozen steps, one checkpoint at the end (and one at a stop).
@@ -70,9 +78,8 @@ def test_stopped_sharded_run_resumes_to_identical_weights(sharded_run: Path, ini
     # saves uninitialised (torch.empty), so the restored state is checked through what it decides: every
     # step after the resume has the uninterrupted run's loss, gradient norm and validation loss (a wrong
     # moment or Adam step count changes them from the first resumed step on).
-    strip = [{k: v for k, v in m.items() if k != "tokens_per_s"} for m in metrics(save)]
-    assert strip == [{k: v for k, v in m.items() if k != "tokens_per_s"} for m in metrics(sharded_run)]
-    assert_same_scalars(tensorboard_scalars(save), jsonl_scalars(sharded_run), skip=("tokens_per_s",))
+    assert unmeasured(metrics(save)) == unmeasured(metrics(sharded_run))
+    assert_same_scalars(tensorboard_scalars(save), jsonl_scalars(sharded_run), skip=MEASURED)
 
 
 def test_setting_must_be_a_boolean() -> None:

@@ -12,6 +12,8 @@ import psutil
 import pytest
 
 from llmrunner.indexed import INDEX_HEADER
+from llmrunner.megatron.model import ModelShape
+from llmrunner.train.metrics import flops_per_token
 from tests.megatron.fixtures import run_stage
 from tests.train.conftest import CPT_SETTINGS, train
 from tests.train.runs import (
@@ -44,6 +46,15 @@ def test_cpt_loss_falls(cpt_run: Path) -> None:
     validation = [m for m in metrics(cpt_run) if "val_loss" in m]
     assert [m["iteration"] for m in validation] == [10, 20, 30]
     assert validation[-1]["val_loss"] < validation[0]["val_loss"]
+
+
+def test_steps_record_model_flops(cpt_run: Path, init_ckpt: Path) -> None:
+    """On a CPU: FLOPs per token of the run's shape and length, achieved TFLOP/s; no MFU, no GPU memory."""
+    expected = flops_per_token(ModelShape.load(init_ckpt), CPT_SETTINGS["seq_length"])
+    for m in (m for m in metrics(cpt_run) if "loss" in m):
+        assert m["flops_per_token"] == expected
+        assert m["tflops_per_device"] == pytest.approx(expected * m["tokens_per_s"] / 1e12)
+        assert "mfu" not in m and "peak_gpu_memory_gib" not in m
 
 
 def test_tensorboard_events_hold_the_metrics(cpt_run: Path) -> None:
