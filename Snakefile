@@ -24,8 +24,10 @@ onstart:
 
 
 onsuccess:
-    print(f"LLMRunner: done. Reports: {RUN.datapool}/reports/index.html (dashboard), "
-          f"{RUN.datapool}/experiments/<exp>/reports/report.md, {RUN.datapool}/reports/compare.md")
+    print(
+        f"LLMRunner: done. Reports: {RUN.datapool}/reports/index.html (dashboard), "
+        f"{RUN.datapool}/experiments/<exp>/reports/report.md, {RUN.datapool}/reports/compare.md"
+    )
 
 
 onerror:
@@ -33,7 +35,8 @@ onerror:
 
 
 # Every step's outputs, not only the reports: a failed job's outputs are rebuilt on the next run, and all
-# that follows them redone, even where later outputs from an earlier run still exist.
+# that follows them redone, even where later outputs from an earlier run still exist. Like each step's target
+# rule (rules/*.smk) it runs nothing, so Snakemake keeps it local without a localrule line.
 rule all:
     default_target: True
     input:

@@ -22,11 +22,19 @@ def parse_settings(text: str) -> dict:
     return value
 
 
+def exit_code(action: Callable[[], int | None]) -> int:
+    """Run `action` and return its exit code (None: 0); a user-fixable error becomes one paragraph on stderr and
+    exit code 1."""
+    try:
+        return action() or 0
+    except LLMRunnerError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
 def run_main(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> None:
     """Run an entry point; a user-fixable error becomes one paragraph on stderr and exit code 1."""
     setup_logging()
-    try:
-        main(argv)
-    except LLMRunnerError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+    code = exit_code(lambda: main(argv))
+    if code:
+        sys.exit(code)

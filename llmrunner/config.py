@@ -26,6 +26,7 @@ from llmrunner.evalsets import EvalSet
 from llmrunner.layout import ExperimentLayout, tokenize_outputs
 from llmrunner.prepare import tiny_model
 from llmrunner.schemas import fill_defaults, load_schema, schema_problems
+from llmrunner.udatasets.hf_sources import HfSource, open_source, parse_sources
 
 EXPERIMENTS_DIR = Path("config") / "experiments"
 
@@ -140,11 +141,25 @@ class Experiment(ExperimentLayout):
         return self.pipeline["data"].get(kind, {})
 
     def sources(self, kind: str, dataset: str) -> list[str]:
-        """The dataset's raw files, globs expanded (sorted), relative to the working directory."""
+        """The dataset's raw files, globs expanded (sorted), relative to the working directory, then the files of
+        its `hf:` folder sources: what prepare reads, so that a changed file or re-saved folder reruns it."""
+        files, hf = self._sources(kind, dataset)
+        return files + [f for source in hf for f in open_source(source).files]
+
+    def prepare_source_args(self, kind: str, dataset: str) -> list[str]:
+        """prepare's `--sources FILE...` and `--hf JSON...` (each `hf:` source resolved: its split, and for a Hub
+        name the config and cache revision, so that a newer cached revision reruns prepare)."""
+        files, hf = self._sources(kind, dataset)
+        resolved = [open_source(source).source.to_json() for source in hf]
+        return (["--sources", *files] if files else []) + (["--hf", *resolved] if resolved else [])
+
+    def _sources(self, kind: str, dataset: str) -> tuple[list[str], list[HfSource]]:
+        """(the raw files, globs expanded, `hf:` sources)."""
+        patterns, hf = parse_sources(self.datasets(kind)[dataset]["sources"])
         files: list[str] = []
-        for pattern in self.datasets(kind)[dataset]["sources"]:
+        for pattern in patterns:
             files.extend(sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern])
-        return files
+        return files, hf
 
     def settings(self, step: str) -> dict:
         """The step's settings that change its output (what the rule passes as a param)."""

@@ -23,6 +23,7 @@ from llmrunner.evalsets import KIND_METRIC, set_file, unknown_set_problems
 from llmrunner.jsonl import file_problem
 from llmrunner.tokenize.settings import TokenizeCptSettings, TokenizeSftSettings
 from llmrunner.train.settings import TrainSettings
+from llmrunner.udatasets.hf_sources import open_source, parse_sources
 from llmrunner.udatasets.settings import UdatasetsSettings
 
 if TYPE_CHECKING:
@@ -153,8 +154,8 @@ def _closest_step_file(name: str, step_files: dict[str, str]) -> str | None:
 
 
 def source_problems(exp: Experiment, pipeline_file: Path) -> list[str]:
-    """Every dataset's sources (each a file, or a glob of files) exist and are regular files this user can read;
-    a custom adapter's file exists."""
+    """Every dataset's sources exist: each file, or glob of files, a regular file this user can read; each `hf:`
+    source's split, in its save_to_disk folder or the datasets cache. A custom adapter's file exists."""
     problems = []
     for kind in ("cpt", "sft"):
         for name, spec in exp.datasets(kind).items():
@@ -164,7 +165,16 @@ def source_problems(exp: Experiment, pipeline_file: Path) -> list[str]:
                 if not os.path.isfile(adapter_file):
                     problems.append(f"{key}.adapter_function: the file '{adapter_file}' does not exist (paths are "
                                     f"relative to {os.getcwd()}); set it to 'path/to/file.py:function'")
-            for pattern in spec["sources"]:
+            patterns, hf_sources = parse_sources(spec["sources"])
+            for source in hf_sources:
+                try:
+                    open_source(source)
+                except ConfigError as err:
+                    problems.append(f"{key}.sources: {err}")
+            if hf_sources and not exp.enabled("udatasets"):
+                problems.append(f"{key}.sources: an hf: source becomes an Arrow file, which only udatasets reads "
+                                "(tokenize reads JSON Lines); set steps.udatasets: true")
+            for pattern in patterns:
                 if glob.has_magic(pattern):
                     matches = glob.glob(pattern)
                     if not matches:

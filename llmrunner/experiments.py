@@ -1,5 +1,5 @@
-"""Experiment management behind scripts/prepare_exp.py and scripts/run.py: find an experiment from its
-pipeline.yaml, clone one, generate ablations of one, and run Snakemake for one experiment.
+"""Experiment management behind the `llmrunner` command (llmrunner.command) and scripts/*.py: put the demo project
+in a folder, find an experiment from its pipeline.yaml, clone one, generate ablations of one, and run Snakemake.
 
 A clone with its datapool (`--copy-datapool`) also gets Snakemake's record of how each copied output was made
 (.snakemake/metadata/, with the source's paths rewritten to the clone's), and file times as they were: without
@@ -38,13 +38,28 @@ from llmrunner.config import (
     load_yaml,
 )
 from llmrunner.errors import ConfigError
-from llmrunner.schemas import REPO_ROOT, fill_defaults, load_schema
+from llmrunner.package_data import DEMO_DIR, PROFILES_DIR, SNAKEFILE
+from llmrunner.schemas import fill_defaults, load_schema
 
 # Snakemake's per-output records (its file persistence backend, the default): one JSON file per output path,
 # named by the path's urlsafe base64, cut into folders of at most NAME_MAX - 1 characters, each but the last
 # starting with '@' (snakemake/persistence/file.py, _record_path). `incomplete` marks outputs of jobs that
 # started and did not finish.
 SNAKEMAKE_RECORDS = (Path(".snakemake") / "metadata", Path(".snakemake") / "incomplete")
+RUN_CONFIG = Path("config/config.yaml")
+
+
+def init_project(folder: Path) -> list[Path]:
+    """Copy the demo project the package ships (package_data.DEMO_DIR: config/ and resources/demo/) into `folder`.
+    Refused, with nothing written, where either is there already."""
+    parts = sorted(p.relative_to(DEMO_DIR) for p in (DEMO_DIR / "config", DEMO_DIR / "resources" / "demo"))
+    present = [str(folder / part) for part in parts if os.path.lexists(folder / part)]
+    if present:
+        raise ConfigError(f"{', '.join(present)} already there: `llmrunner init` copies the demo project only into "
+                          "a folder without them. Run it in an empty folder, or move them away first")
+    for part in parts:
+        shutil.copytree(DEMO_DIR / part, folder / part)  # follows the checkout's links: real files in the copy
+    return [folder / part for part in parts]
 
 
 def experiment_from_pipeline(pipeline: str | Path) -> str:
@@ -62,7 +77,7 @@ def experiment_from_pipeline(pipeline: str | Path) -> str:
 
 def datapool() -> str:
     """The datapool folder of config/config.yaml (its default from the schema), as the rules write it."""
-    return fill_defaults(load_yaml(Path("config/config.yaml")), load_schema("config"))["datapool"]
+    return fill_defaults(load_yaml(RUN_CONFIG), load_schema("config"))["datapool"]
 
 
 def datapool_root(experiment: str) -> str:
@@ -297,12 +312,17 @@ def run_command(experiments: list[str]) -> str:
 
 
 # ---------------------------------------------------------------- run
-def run_snakemake(experiment: str, targets: list[str], extra: list[str]) -> int:
-    """Run the workflow in the current directory for one experiment (config validated first, so
-    errors come before any job)."""
-    load_run_config({"experiments": [experiment]})
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO_ROOT / "Snakefile"), *targets,
-           "--profile", str(REPO_ROOT / "profiles/local"),
-           "--config", f"experiments=[{experiment}]", *extra]
+def run_snakemake(experiments: list[str] | None, targets: list[str], extra: list[str]) -> int:
+    """Run the workflow the package ships on the project in the current directory, for `experiments` (None: the
+    ones config/config.yaml names), with the local profile. The config is validated first, so that its errors
+    come before any job."""
+    if not RUN_CONFIG.is_file():
+        raise ConfigError(f"no {RUN_CONFIG} in {os.getcwd()}: the workflow runs on the project in the current "
+                          "folder. Change to your project's folder, or run `llmrunner init` to copy the demo project "
+                          "(config/ and resources/demo/) here")
+    run_config = load_yaml(RUN_CONFIG)
+    load_run_config({**run_config, **({"experiments": experiments} if experiments else {})}, str(RUN_CONFIG))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), *targets, "--profile", str(PROFILES_DIR / "local"),
+           *(["--config", f"experiments=[{','.join(experiments)}]"] if experiments else []), *extra]
     print("+", " ".join(cmd), flush=True)
     return subprocess.call(cmd)

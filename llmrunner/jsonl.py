@@ -130,19 +130,48 @@ class _ZstdFrames(io.RawIOBase):
         super().close()
 
 
+class _CountedFile(io.FileIO):
+    """A data file that adds the bytes read from it, as stored (compressed or not), to `bytes_read()`: how far
+    a pass over files of known size has come (llmrunner.progress)."""
+
+    read_so_far = 0
+
+    def read(self, size: int = -1) -> bytes | None:
+        data = super().read(size)
+        _CountedFile.read_so_far += len(data or b"")
+        return data
+
+    def readall(self) -> bytes:
+        data = super().readall()
+        _CountedFile.read_so_far += len(data)
+        return data
+
+    def readinto(self, buffer) -> int | None:
+        count = super().readinto(buffer)
+        _CountedFile.read_so_far += count or 0
+        return count
+
+
+def bytes_read() -> int:
+    """Bytes this process has read from data files opened by `open_binary`, as stored on disk."""
+    return _CountedFile.read_so_far
+
+
 def open_binary(path: str | Path) -> io.BufferedIOBase:
     """Open a file for streaming reads, decompressing `.gz` / `.zst` (chosen by the name) and
     dropping a UTF-8 byte-order mark at its start (editors on Windows write one; it is not data)."""
     path = Path(path)
     if problem := file_problem(path):
         raise StageError(f"data file {problem}")
+    raw = _CountedFile(path)
     if path.name.endswith(".gz"):
-        stream: io.BufferedIOBase = gzip.open(path, "rb")
+        stream: io.BufferedIOBase = gzip.GzipFile(fileobj=raw)
+        stream.myfileobj = raw  # closed with the stream, as gzip.open's own file is
     elif path.name.endswith(".zst"):
         # The buffered wrapper adds readline() and line iteration.
-        stream = io.BufferedReader(_ZstdFrames(open(path, "rb")))
+        stream = io.BufferedReader(_ZstdFrames(raw))
     else:
-        stream = open(path, "rb")
+        stream = io.BufferedReader(raw)
     try:
         if stream.peek(len(codecs.BOM_UTF8)).startswith(codecs.BOM_UTF8):
             stream.read(len(codecs.BOM_UTF8))

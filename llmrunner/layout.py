@@ -1,4 +1,5 @@
-"""Where each step's files live in an experiment's datapool (the table in datapool/README.md).
+"""Where each step's files live in an experiment's datapool (the table in datapool/README.md; which rule
+writes which: docs/architecture.md).
 
 One place for every path, so rules, reports and tests agree. All paths are strings relative to
 the workflow's working directory, rooted at DATAPOOL_ROOT (`<datapool>/experiments/<exp>`).
@@ -11,6 +12,11 @@ class ExperimentLayout:
     enabled(), datasets(), eval_stages(), contamination_sets(), base_model_path())."""
 
     root: str
+
+    def __init__(self, root: str) -> None:
+        """The paths alone, under `root`: an experiment's folder, or the rules' pattern `<datapool>/experiments/{exp}`
+        (config.Experiment, a dataclass, has its own __init__)."""
+        self.root = root
 
     def path(self, *parts: str) -> str:
         return "/".join((self.root, *parts))
@@ -68,6 +74,10 @@ class ExperimentLayout:
 
     def report(self) -> str:
         return self.path("reports", "report.md")
+
+    def loss_plot(self) -> str:
+        """The training-loss figure the report writes (report.md shows it)."""
+        return self.path("reports", "loss.png")
 
     def dashboard_page(self) -> str:
         """The experiment's page of the dashboard (self-contained HTML)."""

@@ -14,8 +14,9 @@ from typing import Any
 
 import jsonschema
 
+from llmrunner.package_data import SCHEMA_DIR
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SCHEMA_DIR = REPO_ROOT / "config" / "schemas"
 
 
 @cache

@@ -14,12 +14,13 @@ rule archive_index:
         comparison=f"{RUN.datapool}/reports/baselines.json",
     output:
         f"{RUN.datapool}/archive/index.md",
-    params:
-        plan=RUN.archive_plan_json(),
     log:
         f"{RUN.datapool}/archive/archive.log",
+    localrule: True
     conda:
-        "../envs/report.yaml"
+        ENV
+    params:
+        plan=RUN.archive_plan_json(),
     shell:
         "python -m llmrunner.archive --comparison {input.comparison:q} --plan {params.plan:q} --out {output:q}"
         " > {log:q} 2>&1"

@@ -18,16 +18,18 @@ rule hf2mg_base:
         command_files=lambda w: RUN.command_files(w.exp, "hf2mg"),
     output:
         directory(f"{ROOT}/model/mg/base"),
-    params:
-        settings=lambda w: RUN.settings_json(w.exp, "hf2mg"),
-    threads: lambda w: RUN.threads(w.exp, "hf2mg")
     log:
         stage=f"{ROOT}/logs/hf2mg.base.log",
         command=f"{ROOT}/logs/hf2mg.base.command.log",
     benchmark:
         f"{ROOT}/benchmarks/hf2mg.base.tsv"
     conda:
-        "../envs/megatron.yaml"
+        ENV
+    threads: lambda w: RUN.threads(w.exp, "hf2mg")
+    resources:
+        **GPU_JOB,
+    params:
+        settings=lambda w: RUN.settings_json(w.exp, "hf2mg"),
     shell:
         "python -m llmrunner.convert hf2mg --hf {input.hf:q} --out {output:q}"
         " --settings {params.settings:q} --threads {threads} --command-log {log.command:q}"
@@ -41,17 +43,19 @@ rule mg2hf_stage:
         command_files=lambda w: RUN.command_files(w.exp, "mg2hf"),
     output:
         directory(f"{ROOT}/model/hf/{{stage}}"),
-    params:
-        settings=lambda w: RUN.settings_json(w.exp, "mg2hf"),
-        checkpoints=lambda w, input: os.path.dirname(input.done),
-    threads: lambda w: RUN.threads(w.exp, "mg2hf")
     log:
         stage=f"{ROOT}/logs/mg2hf.{{stage}}.log",
         command=f"{ROOT}/logs/mg2hf.{{stage}}.command.log",
     benchmark:
         f"{ROOT}/benchmarks/mg2hf.{{stage}}.tsv"
     conda:
-        "../envs/megatron.yaml"
+        ENV
+    threads: lambda w: RUN.threads(w.exp, "mg2hf")
+    resources:
+        **GPU_JOB,
+    params:
+        settings=lambda w: RUN.settings_json(w.exp, "mg2hf"),
+        checkpoints=lambda w, input: os.path.dirname(input.done),
     shell:
         "python -m llmrunner.convert mg2hf --mg {params.checkpoints:q} --hf-side {input.side:q}"
         " --out {output:q} --settings {params.settings:q} --threads {threads} --command-log {log.command:q}"

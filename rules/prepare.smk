@@ -9,14 +9,15 @@ rule prepare_base_model:
         lambda w: exp(w).base_model_inputs(),
     output:
         directory(f"{ROOT}/model/base/{{model}}"),
-    params:
-        src=lambda w: exp(w).pipeline["base_model"]["src"],
     log:
         f"{ROOT}/logs/prepare_base_model.{{model}}.log",
     benchmark:
         f"{ROOT}/benchmarks/prepare_base_model.{{model}}.tsv"
+    localrule: True
     conda:
-        "../envs/prepare.yaml"
+        ENV
+    params:
+        src=lambda w: exp(w).pipeline["base_model"]["src"],
     shell:
         "python -m llmrunner.prepare base-model --src {params.src:q} --out {output:q} > {log:q} 2>&1"
 
@@ -30,7 +31,10 @@ rule prepare_raw_data:
         f"{ROOT}/logs/prepare_raw_data.{{kind}}.{{dataset}}.log",
     benchmark:
         f"{ROOT}/benchmarks/prepare_raw_data.{{kind}}.{{dataset}}.tsv"
+    localrule: True
     conda:
-        "../envs/prepare.yaml"
+        ENV
+    params:
+        sources=lambda w: exp(w).prepare_source_args(w.kind, w.dataset),
     shell:
-        "python -m llmrunner.prepare raw-data --sources {input:q} --out {output:q} > {log:q} 2>&1"
+        "python -m llmrunner.prepare raw-data {params.sources:q} --out {output:q} > {log:q} 2>&1"

@@ -13,20 +13,20 @@ rule report_experiment:
     input:
         lambda w: exp(w).report_inputs(),
     output:
-        report=f"{ROOT}/reports/report.md",
+        report=PATHS.report(),
         # the resolved config, which the comparison with a baseline diffs
-        config=f"{ROOT}/reports/config.json",
-        # written beside report.md
-        loss=report(f"{ROOT}/reports/loss.png", category="Training loss", subcategory="{exp}"),
+        config=PATHS.config_record(),
+        loss=report(PATHS.loss_plot(), category="Training loss", subcategory="{exp}"),
+    log:
+        f"{ROOT}/logs/report.log",
+    localrule: True
+    conda:
+        ENV
     params:
         root=ROOT,
         config=lambda w: RUN.resolved_config_json(w.exp),
         # <datapool>/experiments/<exp>/reports/report.md -> <datapool>
         datapool=lambda w, output: os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(output[0])))),
-    log:
-        f"{ROOT}/logs/report.log",
-    conda:
-        "../envs/report.yaml"
     shell:
         "printf '%s\\n' {params.config:q} > {output.config:q} &&"
         " python -m llmrunner.report experiment --root {params.root:q} --datapool {params.datapool:q}"
@@ -46,15 +46,17 @@ rule report_compare:
         compare=f"{RUN.datapool}/reports/compare.md",
         baselines=f"{RUN.datapool}/reports/baselines.json",
         index=report(f"{RUN.datapool}/reports/index.html", category="Dashboard", subcategory="all experiments"),
-        pages=[report(e.dashboard_page(), category="Dashboard", subcategory=name)
-               for name, e in RUN.experiments.items()],
+        pages=[
+            report(e.dashboard_page(), category="Dashboard", subcategory=name) for name, e in RUN.experiments.items()
+        ],
+    log:
+        f"{RUN.datapool}/reports/compare.log",
+    localrule: True
+    conda:
+        ENV
     params:
         experiments=list(RUN.experiments),
         datapool=lambda w, output: os.path.dirname(os.path.dirname(output.compare)),
-    log:
-        f"{RUN.datapool}/reports/compare.log",
-    conda:
-        "../envs/report.yaml"
     shell:
         "(python -m llmrunner.report compare --datapool {params.datapool:q} --experiments {params.experiments:q}"
         " --out {output.compare:q} && python -m llmrunner.report dashboard --datapool {params.datapool:q}"
@@ -67,14 +69,15 @@ rule report_feedback:
     input:
         lambda w: RUN.feedback_inputs(w.exp),
     output:
-        directory(f"{ROOT}/reports/feedback"),
+        directory(PATHS.feedback_dir()),
+    log:
+        f"{ROOT}/logs/report_feedback.log",
+    localrule: True
+    conda:
+        ENV
     params:
         root=ROOT,
         baseline=lambda w: RUN.feedback_baseline_args(w.exp),
-    log:
-        f"{ROOT}/logs/report_feedback.log",
-    conda:
-        "../envs/report.yaml"
     shell:
         "python -m llmrunner.report feedback --root {params.root:q} {params.baseline:q} --out {output:q}"
         " > {log:q} 2>&1"

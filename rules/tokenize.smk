@@ -22,17 +22,19 @@ rule tokenize_cpt_dataset:
     output:
         multiext(f"{ROOT}/data/tokenized/cpt/{{dataset}}_text_document", ".bin", ".idx"),
         stats=f"{ROOT}/data/tokenized/cpt/{{dataset}}.stats.json",
-    params:
-        settings=lambda w: RUN.tokenize_settings_json(w.exp, "tokenize_cpt"),
-        prefix=f"{ROOT}/data/tokenized/cpt/{{dataset}}",
-        merge=lambda w: RUN.tokenize_shard_prefixes(w.exp, "cpt", w.dataset),
-    threads: lambda w: RUN.tokenize_threads(w.exp, "cpt")
     log:
         f"{ROOT}/logs/tokenize_cpt.{{dataset}}.log",
     benchmark:
         f"{ROOT}/benchmarks/tokenize_cpt.{{dataset}}.tsv"
     conda:
-        "../envs/tokenize.yaml"
+        ENV
+    threads: lambda w: RUN.tokenize_threads(w.exp, "cpt")
+    resources:
+        **CPU_JOB,
+    params:
+        settings=lambda w: RUN.tokenize_settings_json(w.exp, "tokenize_cpt"),
+        prefix=f"{ROOT}/data/tokenized/cpt/{{dataset}}",
+        merge=lambda w: RUN.tokenize_shard_prefixes(w.exp, "cpt", w.dataset),
     shell:
         "python -m llmrunner.tokenize cpt --input {input.data:q} --tokenizer {input.tokenizer:q}"
         " --out-prefix {params.prefix:q} --settings {params.settings:q} --threads {threads}"
@@ -44,22 +46,27 @@ rule tokenize_cpt_shard:
         data=lambda w: exp(w).tokenize_input("cpt", w.dataset),
         tokenizer=lambda w: exp(w).base_model_path(),
     output:
-        temp(multiext(f"{ROOT}/data/tokenized/cpt/.shards/{{dataset}}.{{shard}}-of-{{shards}}_text_document",
-                      ".bin", ".idx")),
+        temp(
+            multiext(
+                f"{ROOT}/data/tokenized/cpt/.shards/{{dataset}}.{{shard}}-of-{{shards}}_text_document", ".bin", ".idx"
+            )
+        ),
         stats=temp(f"{ROOT}/data/tokenized/cpt/.shards/{{dataset}}.{{shard}}-of-{{shards}}.stats.json"),
-    wildcard_constraints:
-        shard=r"\d+",
-        shards=r"\d+",
-    params:
-        settings=lambda w: RUN.tokenize_settings_json(w.exp, "tokenize_cpt"),
-        prefix=f"{ROOT}/data/tokenized/cpt/.shards/{{dataset}}.{{shard}}-of-{{shards}}",
-    threads: lambda w: RUN.threads(w.exp, "tokenize_cpt")
     log:
         f"{ROOT}/logs/tokenize_cpt.{{dataset}}.{{shard}}-of-{{shards}}.log",
     benchmark:
         f"{ROOT}/benchmarks/tokenize_cpt.{{dataset}}.{{shard}}-of-{{shards}}.tsv"
+    wildcard_constraints:
+        shard=r"\d+",
+        shards=r"\d+",
     conda:
-        "../envs/tokenize.yaml"
+        ENV
+    threads: lambda w: RUN.threads(w.exp, "tokenize_cpt")
+    resources:
+        **CPU_JOB,
+    params:
+        settings=lambda w: RUN.tokenize_settings_json(w.exp, "tokenize_cpt"),
+        prefix=f"{ROOT}/data/tokenized/cpt/.shards/{{dataset}}.{{shard}}-of-{{shards}}",
     shell:
         "python -m llmrunner.tokenize cpt --input {input.data:q} --tokenizer {input.tokenizer:q}"
         " --out-prefix {params.prefix:q} --settings {params.settings:q} --threads {threads}"
@@ -75,17 +82,19 @@ rule tokenize_sft_dataset:
         multiext(f"{ROOT}/data/tokenized/sft/{{dataset}}_text_document", ".bin", ".idx"),
         multiext(f"{ROOT}/data/tokenized/sft/{{dataset}}_loss_mask_document", ".bin", ".idx"),
         stats=f"{ROOT}/data/tokenized/sft/{{dataset}}.stats.json",
-    params:
-        settings=lambda w: RUN.tokenize_settings_json(w.exp, "tokenize_sft"),
-        prefix=f"{ROOT}/data/tokenized/sft/{{dataset}}",
-        merge=lambda w: RUN.tokenize_shard_prefixes(w.exp, "sft", w.dataset),
-    threads: lambda w: RUN.tokenize_threads(w.exp, "sft")
     log:
         f"{ROOT}/logs/tokenize_sft.{{dataset}}.log",
     benchmark:
         f"{ROOT}/benchmarks/tokenize_sft.{{dataset}}.tsv"
     conda:
-        "../envs/tokenize.yaml"
+        ENV
+    threads: lambda w: RUN.tokenize_threads(w.exp, "sft")
+    resources:
+        **CPU_JOB,
+    params:
+        settings=lambda w: RUN.tokenize_settings_json(w.exp, "tokenize_sft"),
+        prefix=f"{ROOT}/data/tokenized/sft/{{dataset}}",
+        merge=lambda w: RUN.tokenize_shard_prefixes(w.exp, "sft", w.dataset),
     shell:
         "python -m llmrunner.tokenize sft --input {input.data:q} --tokenizer {input.tokenizer:q}"
         " --out-prefix {params.prefix:q} --settings {params.settings:q} --threads {threads}"
@@ -97,24 +106,34 @@ rule tokenize_sft_shard:
         data=lambda w: exp(w).tokenize_input("sft", w.dataset),
         tokenizer=lambda w: exp(w).base_model_path(),
     output:
-        temp(multiext(f"{ROOT}/data/tokenized/sft/.shards/{{dataset}}.{{shard}}-of-{{shards}}_text_document",
-                      ".bin", ".idx")),
-        temp(multiext(f"{ROOT}/data/tokenized/sft/.shards/{{dataset}}.{{shard}}-of-{{shards}}_loss_mask_document",
-                      ".bin", ".idx")),
+        temp(
+            multiext(
+                f"{ROOT}/data/tokenized/sft/.shards/{{dataset}}.{{shard}}-of-{{shards}}_text_document", ".bin", ".idx"
+            )
+        ),
+        temp(
+            multiext(
+                f"{ROOT}/data/tokenized/sft/.shards/{{dataset}}.{{shard}}-of-{{shards}}_loss_mask_document",
+                ".bin",
+                ".idx",
+            )
+        ),
         stats=temp(f"{ROOT}/data/tokenized/sft/.shards/{{dataset}}.{{shard}}-of-{{shards}}.stats.json"),
-    wildcard_constraints:
-        shard=r"\d+",
-        shards=r"\d+",
-    params:
-        settings=lambda w: RUN.tokenize_settings_json(w.exp, "tokenize_sft"),
-        prefix=f"{ROOT}/data/tokenized/sft/.shards/{{dataset}}.{{shard}}-of-{{shards}}",
-    threads: lambda w: RUN.threads(w.exp, "tokenize_sft")
     log:
         f"{ROOT}/logs/tokenize_sft.{{dataset}}.{{shard}}-of-{{shards}}.log",
     benchmark:
         f"{ROOT}/benchmarks/tokenize_sft.{{dataset}}.{{shard}}-of-{{shards}}.tsv"
+    wildcard_constraints:
+        shard=r"\d+",
+        shards=r"\d+",
     conda:
-        "../envs/tokenize.yaml"
+        ENV
+    threads: lambda w: RUN.threads(w.exp, "tokenize_sft")
+    resources:
+        **CPU_JOB,
+    params:
+        settings=lambda w: RUN.tokenize_settings_json(w.exp, "tokenize_sft"),
+        prefix=f"{ROOT}/data/tokenized/sft/.shards/{{dataset}}.{{shard}}-of-{{shards}}",
     shell:
         "python -m llmrunner.tokenize sft --input {input.data:q} --tokenizer {input.tokenizer:q}"
         " --out-prefix {params.prefix:q} --settings {params.settings:q} --threads {threads}"

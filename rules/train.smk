@@ -1,5 +1,7 @@
 # train_cpt / train_sft: megatron-core training. The declared output is a completion file, so
-# Snakemake never deletes checkpoints; the trainer resumes or starts fresh (docs/stages.md).
+# Snakemake never deletes checkpoints; the trainer resumes or starts fresh (docs/stages.md). The rest of the
+# checkpoint folder (iter_*/, logs/metrics.jsonl, TensorBoard events, megatron's .data_cache/) and its .lock
+# file stay undeclared on purpose: Snakemake deletes a failed job's outputs, and the rerun resumes from them.
 
 
 rule train_cpt:
@@ -18,11 +20,12 @@ rule train_run:
         data=lambda w: [f for d in exp(w).datasets(w.kind) for f in exp(w).tokenized_files(w.kind, d)],
     output:
         f"{ROOT}/model/{{kind}}_checkpoints/complete.json",
-    params:
-        settings=lambda w: RUN.settings_json(w.exp, f"train_{w.kind}"),
-        init=lambda w: exp(w).train_init(w.kind)[1],
-        prefixes=lambda w: [exp(w).tokenized_prefix(w.kind, d) for d in exp(w).datasets(w.kind)],
-        save=f"{ROOT}/model/{{kind}}_checkpoints",
+    log:
+        f"{ROOT}/logs/train_{{kind}}.log",
+    benchmark:
+        f"{ROOT}/benchmarks/train_{{kind}}.tsv"
+    conda:
+        ENV
     threads: lambda w: RUN.threads(w.exp, f"train_{w.kind}")
     resources:
         # the step's `slurm` settings: what the job asks SLURM for (local runs ignore them)
@@ -30,12 +33,11 @@ rule train_run:
         gres=lambda w: RUN.slurm_resources(w.exp, f"train_{w.kind}")["gres"],
         mem_mb=lambda w: RUN.slurm_resources(w.exp, f"train_{w.kind}")["mem_mb"],
         runtime=lambda w: RUN.slurm_resources(w.exp, f"train_{w.kind}")["runtime"],
-    log:
-        f"{ROOT}/logs/train_{{kind}}.log",
-    benchmark:
-        f"{ROOT}/benchmarks/train_{{kind}}.tsv"
-    conda:
-        "../envs/megatron.yaml"
+    params:
+        settings=lambda w: RUN.settings_json(w.exp, f"train_{w.kind}"),
+        init=lambda w: exp(w).train_init(w.kind)[1],
+        prefixes=lambda w: [exp(w).tokenized_prefix(w.kind, d) for d in exp(w).datasets(w.kind)],
+        save=f"{ROOT}/model/{{kind}}_checkpoints",
     shell:
         "python -m llmrunner.train {wildcards.kind} --init {params.init:q} --data {params.prefixes:q}"
         " --save {params.save:q} --done {output:q} --settings {params.settings:q} --threads {threads}"

@@ -18,20 +18,22 @@ rule udatasets_shard:
         evalsets=lambda w: RUN.evalset_inputs(exp(w).steps["udatasets"]["decontaminate"]),
     output:
         temp(f"{ROOT}/data/processed/{{kind}}/.shards/{{dataset}}.{{shard}}-of-{{shards}}.jsonl"),
-    wildcard_constraints:
-        shard=r"\d+",
-        shards=r"\d+",
-    params:
-        settings=lambda w: RUN.udatasets_settings_json(w.exp, w.kind, w.dataset, job="shard"),
-        tokenizer=lambda w: "".join(RUN.udatasets_tokenizer(w.exp)),
-        evalsets=lambda w: RUN.evalsets_json(exp(w).steps["udatasets"]["decontaminate"]),
-    threads: lambda w: RUN.threads(w.exp, "udatasets")
     log:
         f"{ROOT}/logs/udatasets_shard.{{kind}}.{{dataset}}.{{shard}}-of-{{shards}}.log",
     benchmark:
         f"{ROOT}/benchmarks/udatasets_shard.{{kind}}.{{dataset}}.{{shard}}-of-{{shards}}.tsv"
+    wildcard_constraints:
+        shard=r"\d+",
+        shards=r"\d+",
     conda:
-        "../envs/udatasets.yaml"
+        ENV
+    threads: lambda w: RUN.threads(w.exp, "udatasets")
+    resources:
+        **CPU_JOB,
+    params:
+        settings=lambda w: RUN.udatasets_settings_json(w.exp, w.kind, w.dataset, job="shard"),
+        tokenizer=lambda w: "".join(RUN.udatasets_tokenizer(w.exp)),
+        evalsets=lambda w: RUN.evalsets_json(exp(w).steps["udatasets"]["decontaminate"]),
     shell:
         "python -m llmrunner.udatasets shard --kind {wildcards.kind} --input {input.raw:q}"
         " --dataset {wildcards.dataset} --shard {wildcards.shard} --shards {wildcards.shards} --out {output:q}"
@@ -47,14 +49,16 @@ rule udatasets_clean:
         rejects=f"{ROOT}/data/processed/{{kind}}/{{dataset}}.rejects.jsonl",
         duplicates=f"{ROOT}/data/processed/{{kind}}/{{dataset}}.duplicates.jsonl",
         stats=f"{ROOT}/data/processed/{{kind}}/{{dataset}}.stats.json",
-    params:
-        settings=lambda w: RUN.udatasets_settings_json(w.exp, w.kind, w.dataset),
     log:
         f"{ROOT}/logs/udatasets.{{kind}}.{{dataset}}.log",
     benchmark:
         f"{ROOT}/benchmarks/udatasets.{{kind}}.{{dataset}}.tsv"
     conda:
-        "../envs/udatasets.yaml"
+        ENV
+    resources:
+        **CPU_JOB,
+    params:
+        settings=lambda w: RUN.udatasets_settings_json(w.exp, w.kind, w.dataset),
     shell:
         "python -m llmrunner.udatasets gather --kind {wildcards.kind} --shard-files {input:q}"
         " --out {output.data:q} --settings {params.settings:q} > {log:q} 2>&1"
@@ -66,17 +70,19 @@ rule contamination:
         evalsets=lambda w: RUN.evalset_inputs(exp(w).contamination_sets()),
     output:
         f"{ROOT}/reports/contamination.json",
-    params:
-        datasets=lambda w: exp(w).contamination_datasets(),
-        evalsets=lambda w: RUN.evalsets_json(exp(w).contamination_sets()),
-        ngram=lambda w: exp(w).steps["udatasets"]["decontaminate_ngram"],
-        min_words=lambda w: exp(w).steps["udatasets"]["decontaminate_min_words"],
     log:
         f"{ROOT}/logs/contamination.log",
     benchmark:
         f"{ROOT}/benchmarks/contamination.tsv"
     conda:
-        "../envs/udatasets.yaml"
+        ENV
+    resources:
+        **CPU_JOB,
+    params:
+        datasets=lambda w: exp(w).contamination_datasets(),
+        evalsets=lambda w: RUN.evalsets_json(exp(w).contamination_sets()),
+        ngram=lambda w: exp(w).steps["udatasets"]["decontaminate_ngram"],
+        min_words=lambda w: exp(w).steps["udatasets"]["decontaminate_min_words"],
     shell:
         "python -m llmrunner.udatasets contamination --datasets {params.datasets:q} --evalsets {params.evalsets:q}"
         " --ngram {params.ngram} --min-words {params.min_words} --out {output:q} > {log:q} 2>&1"

@@ -10,21 +10,16 @@ config then reruns exactly the steps it touches and what follows them. --ablate 
 dataset left out (SRC-no-<dataset>; with --only, one per dataset kept alone among its kind: SRC-only-<dataset>),
 each with `baseline: SRC` and SRC's datapool when SRC has run; by default every dataset of every kind that has
 at least 2. It prints the one snakemake command that runs them all. Guide: docs/experiments.md.
+The seed's spelling of `llmrunner prepare --experiment <exp>`, `llmrunner clone` and `llmrunner ablate`.
 """
 import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from llmrunner.errors import LLMRunnerError  # noqa: E402
-from llmrunner.experiments import (  # noqa: E402
-    ablate,
-    clone_experiment,
-    datapool_root,
-    experiment_from_pipeline,
-    run_command,
-    run_snakemake,
-)
+from llmrunner.cli import exit_code  # noqa: E402
+from llmrunner.command import clone, dataset_list, make_ablations  # noqa: E402
+from llmrunner.experiments import experiment_from_pipeline, run_snakemake  # noqa: E402
 
 
 def main() -> int:
@@ -34,7 +29,7 @@ def main() -> int:
     parser.add_argument("--copy-datapool", action="store_true",
                         help="with --clone-experiment: copy data, models, reports too (and Snakemake's record of them)")
     parser.add_argument("--ablate", metavar="SRC", help="make ablations of an experiment, one per dataset")
-    parser.add_argument("--datasets", metavar="D1,D2",
+    parser.add_argument("--datasets", type=dataset_list, metavar="D1,D2",
                         help="with --ablate: the datasets to ablate (NAME or KIND:NAME); default: every dataset of "
                              "every kind that has at least 2")
     parser.add_argument("--only", action="store_true",
@@ -46,28 +41,11 @@ def main() -> int:
         parser.error("--copy-datapool goes with --clone-experiment (--ablate copies the datapool itself)")
     if (args.datasets or args.only) and not args.ablate:
         parser.error("--datasets and --only go with --ablate")
-    try:
-        if args.clone_experiment:
-            for path in clone_experiment(*args.clone_experiment, copy_datapool=args.copy_datapool):
-                print(f"created {path}")
-            return 0
-        if args.ablate:
-            datasets = [d.strip() for d in args.datasets.split(",") if d.strip()] if args.datasets else None
-            plans = ablate(args.ablate, datasets, only=args.only)
-            copied = os.path.isdir(datapool_root(plans[0].name))
-            for plan in plans:
-                pool = f" and {datapool_root(plan.name)}" if copied else ""
-                print(f"created config/experiments/{plan.name}{pool}: {plan.description}")
-            if not copied:
-                print(f"{args.ablate} has not run yet (no {datapool_root(args.ablate)}): each ablation runs from "
-                      "the start")
-            print("run them all, with the baseline for the compare page (profiles/slurm on a cluster):")
-            print(f"  {run_command([args.ablate, *(p.name for p in plans)])}")
-            return 0
-        return run_snakemake(experiment_from_pipeline(args.config), ["prepare"], [])
-    except LLMRunnerError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    if args.clone_experiment:
+        return exit_code(lambda: clone(*args.clone_experiment, copy_datapool=args.copy_datapool))
+    if args.ablate:
+        return exit_code(lambda: make_ablations(args.ablate, args.datasets, args.only))
+    return exit_code(lambda: run_snakemake([experiment_from_pipeline(args.config)], ["prepare"], []))
 
 
 if __name__ == "__main__":

@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
 """Run the pipeline for one experiment: scripts/run.py -c config/experiments/<exp>/pipeline.yaml [snakemake args...]
 
-Equivalent to `snakemake --profile profiles/local --config experiments=[<exp>] ...`; extra
-arguments go to Snakemake (a target such as train_sft, -n for a dry run, ...).
+The seed's spelling of `llmrunner run --experiment <exp> [snakemake args...]`, which is
+`snakemake --profile profiles/local --config experiments=[<exp>] ...`; extra arguments go to Snakemake
+(a target such as train_sft, -n for a dry run, ...).
 """
 import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from llmrunner.errors import LLMRunnerError  # noqa: E402
+from llmrunner.cli import exit_code  # noqa: E402
 from llmrunner.experiments import experiment_from_pipeline, run_snakemake  # noqa: E402
 
 
@@ -18,11 +19,7 @@ def main() -> int:
     parser.add_argument("-c", "--config", default="config/experiments/demo/pipeline.yaml",
                         help="the experiment's pipeline.yaml")
     args, extra = parser.parse_known_args()
-    try:
-        return run_snakemake(experiment_from_pipeline(args.config), [], extra)
-    except LLMRunnerError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    return exit_code(lambda: run_snakemake([experiment_from_pipeline(args.config)], [], extra))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ runs it, and the plan of a dry run. The session fixtures using them are in tests
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -43,6 +44,20 @@ def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
         if len(parts) != 2 or parts[0] == "total":
             break
         jobs[parts[0]] = int(parts[1])
+    return jobs
+
+
+def jobs_of(plan: str, rule: str) -> list[dict]:
+    """Each planned job of `rule`: its wildcards, resources and shell command, from a dry run's output."""
+    jobs = []
+    for block in re.split(r"\n(?=\[[^\]]+\]\n(?:local)?rule )", plan):
+        if not re.search(rf"^(?:local)?rule {rule}:$", block, re.M):
+            continue
+        fields = dict(re.findall(r"^ {4}(\w+): (.*)$", block, re.M))
+        jobs.append({"wildcards": dict(kv.split("=", 1) for kv in fields["wildcards"].split(", "))
+                     if "wildcards" in fields else {},
+                     "resources": dict(kv.split("=", 1) for kv in fields["resources"].split(", ")),
+                     "command": block.split("Shell command:", 1)[1].strip() if "Shell command:" in block else ""})
     return jobs
 
 

@@ -10,6 +10,8 @@ import yaml
 from llmrunner.prepare.tiny_model import DEMO_CORPUS, corpus_lines
 
 REPO = Path(__file__).resolve().parents[1]
+# the demo experiment's config folder, relative to a working directory holding a copy of config/
+DEMO = Path("config/experiments/demo")
 
 
 def demo_cpt_lines() -> Iterator[str]:
@@ -28,3 +30,9 @@ def write_yaml(path: Path, data: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+def edit(path: Path, **changes) -> None:
+    data = yaml.safe_load(path.read_text()) or {}
+    data.update(changes)
+    write_yaml(path, data)

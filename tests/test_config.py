@@ -10,15 +10,7 @@ import yaml
 
 from llmrunner.config import discover_experiments, load_experiment, load_run_config, substitute
 from llmrunner.errors import ConfigError
-from tests.paths import REPO, write_yaml
-
-DEMO = Path("config/experiments/demo")
-
-
-def edit(path: Path, **changes) -> None:
-    data = yaml.safe_load(path.read_text()) or {}
-    data.update(changes)
-    write_yaml(path, data)
+from tests.paths import DEMO, REPO, edit, write_yaml
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "config/experiments").iterdir()))

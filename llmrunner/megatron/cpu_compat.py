@@ -1,6 +1,6 @@
 """Run megatron-core on a CPU-only torch build.
 
-megatron-core assumes CUDA in a few places (see docs/megatron-on-cpu.md in the shared notes):
+megatron-core assumes CUDA in a few places (each one and its redirection: docs/megatron-on-cpu.md):
 rotary embeddings ask for `torch.cuda.current_device()`, the default causal mask is built on
 "cuda", attention always enters the CUDA RNG tracker, and DDP / the optimizer / pipeline
 schedules create ~150 tensors with `device="cuda"` or `.cuda()`. `enable()` redirects all of

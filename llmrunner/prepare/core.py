@@ -2,18 +2,21 @@
 
 A base model is either copied from a local Hugging Face folder or built (`builtin:<name>`);
 raw data files are copied as they are, keeping their names. A source outside the repository (raw
-corpora on shared storage, or a link pointing there) is read where it is, and the log says so.
+corpora on shared storage, or a link pointing there) is read where it is, and the log says so. A Hugging Face
+dataset source (`hf:`) is written as one Arrow file of its split (udatasets/hf_sources.py), so that the run never
+reads the cache or the saved folder again.
 """
 from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from llmrunner.errors import StageError
+from llmrunner.errors import ConfigError, StageError
 from llmrunner.jsonl import file_problem, is_data_file
 from llmrunner.prepare.tiny_model import build_tiny_qwen3
+from llmrunner.udatasets.hf_sources import HfSource, export, open_source
 from llmrunner.udatasets.readers import RAW_SUFFIXES
 
 log = logging.getLogger(__name__)
@@ -69,10 +72,11 @@ def copy_base_model(src: Path, out: Path) -> None:
     log.info("copied base model %s -> %s: %s", src, out, ", ".join(copied))
 
 
-def copy_raw_data(sources: list[Path], out: Path) -> None:
-    """Copy each source file into `out` under its own name (the rule has expanded the globs)."""
+def copy_raw_data(sources: list[Path], out: Path, hf_sources: Sequence[HfSource] = ()) -> None:
+    """Copy each source file into `out` under its own name (the rule has expanded the globs), and write the split
+    of each `hf:` source there as `<dataset>[.<config>][.<split>].arrow`."""
     problems = []
-    by_name: dict[str, Path] = {}
+    by_name: dict[str, Path | HfSource] = {}
     for src in sources:
         if problem := file_problem(src):
             problems.append(problem)
@@ -83,16 +87,31 @@ def copy_raw_data(sources: list[Path], out: Path) -> None:
             problems.append(f"{src} and {by_name[src.name]} have the same file name; rename one")
         else:
             by_name[src.name] = src
-    if not sources:
+    opened = []
+    for source in hf_sources:
+        try:
+            dataset, resolved, _ = open_source(source)
+        except ConfigError as err:  # the folder or the cache changed since config load
+            problems.append(str(err))
+            continue
+        if (name := resolved.file_name()) in by_name:
+            problems.append(f"{resolved} and {by_name[name]} both become {name}; rename one")
+        by_name[name] = resolved
+        opened.append((dataset, resolved))
+    if not sources and not hf_sources:
         problems.append("no source files given")
     if problems:
         raise StageError("cannot copy the raw data sources (fix the dataset's sources in pipeline.yaml): "
                          + "; ".join(problems))
     out.mkdir(parents=True, exist_ok=True)
     repository = Path.cwd()  # the workflow runs from the repository root; sources are relative to it
-    for name, src in sorted(by_name.items()):
+    for name, src in sorted((n, s) for n, s in by_name.items() if isinstance(s, Path)):
         if not (real := src.resolve()).is_relative_to(repository):
             log.info("source %s is outside the repository %s: reading %s (a moved checkout still reads it there)",
                      src, repository, real)
         shutil.copyfile(src, out / name)
         log.info("copied %s -> %s (%d bytes)", src, out / name, src.stat().st_size)
+    for dataset, source in opened:
+        rows = export(dataset, out / source.file_name())
+        log.info("wrote %s%s -> %s (%d rows)", source, f" (cache revision {source.revision})" if source.revision
+                 else "", out / source.file_name(), rows)

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     one.add_argument("--root", required=True, type=Path, help="the experiment's DATAPOOL_ROOT")
     one.add_argument("--datapool", required=True, type=Path,
                      help="the datapool (holds evalsets/<set>/<version>.json: the eval set versions seen)")
-    one.add_argument("--out", required=True, type=Path, help="report.md to write; loss.png goes beside it")
+    one.add_argument("--out", required=True, type=Path, help="report.md to write (the loss plot: <root>/reports)")
     many = commands.add_parser("compare", help="several experiments side by side, a row per experiment × stage")
     many.add_argument("--datapool", required=True, type=Path, help="the datapool (holds experiments/<exp>/)")
     many.add_argument("--experiments", required=True, nargs="+", help="experiment names, in table order")

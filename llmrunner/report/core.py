@@ -15,6 +15,7 @@ from pathlib import Path
 
 from llmrunner.errors import StageError
 from llmrunner.evalsets import aggregate, recorded_versions
+from llmrunner.layout import ExperimentLayout
 from llmrunner.report.baseline import BASELINES_FILE, baseline_of, config_diff, read_config
 from llmrunner.report.paired import holds, paired_delta, read_records, subset, verdict
 from llmrunner.report.plots import plot_losses
@@ -472,13 +473,13 @@ def _eval_section(root: Path, evals: dict[str, dict | None], datapool: Path | No
 
 
 def experiment_report(root: Path, out: Path, datapool: Path | None) -> str:
-    """Write `out` (Markdown) and `loss.png` beside it for the experiment at `root` (its DATAPOOL_ROOT);
+    """Write `out` (Markdown) and the loss plot (under root/reports/) for the experiment at `root` (DATAPOOL_ROOT);
     `datapool` holds the recorded eval set versions (None: only the versions the stages were scored on)."""
     if not root.is_dir():
         raise StageError(f"report: experiment folder {root} does not exist; pass the experiment's DATAPOOL_ROOT "
                          f"(<datapool>/experiments/<exp>) as --root")
     curves = {s: read_training_log(metrics_log(root, s)) for s in TRAIN_STAGES}
-    png = plot_losses(curves, out.parent / "loss.png")
+    png = plot_losses(curves, Path(ExperimentLayout(str(root)).loss_plot()))
     lines = [f"# Experiment report: {root.name}", "", f"DATAPOOL_ROOT: `{root}`. {LEGEND}", ""]
     lines += _data_section(root) + _tokenize_section(root)
     lines += _training_section(curves, os.path.relpath(png, out.parent))

@@ -25,11 +25,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from llmrunner.errors import StageError, first_few
 from llmrunner.indexed import IndexedDatasetWriter, merge_datasets, read_index, token_dtype
 from llmrunner.jsonl import iter_lines, iter_records
+from llmrunner.progress import Progress
 from llmrunner.tokenize.pieces import PieceEncoder
 
 log = logging.getLogger(__name__)
@@ -178,10 +177,11 @@ def count_lines(path: Path) -> int:
     return sum(1 for _ in iter_lines(path))
 
 
-def iter_field(inputs: list[Path], key: str, kind: type, shard: Shard = Shard()) -> Iterator[tuple[str, object]]:
-    """`(where, value)` for the value under `key` of every record of the shard's lines (where = "file,
-    line N"); lines outside the shard are not parsed. Blank lines are skipped; a bad line is an error."""
-    for path, lines in zip(inputs, shard.line_ranges(inputs)):
+def iter_field(inputs: list[Path], key: str, kind: type, ranges: list[range]) -> Iterator[tuple[str, object]]:
+    """`(where, value)` for the value under `key` of every record in `ranges` (per input, its shard's line
+    numbers: Shard.line_ranges; where = "file, line N"); other lines are not parsed. Blank lines are skipped;
+    a bad line is an error."""
+    for path, lines in zip(inputs, ranges):
         if not lines:
             continue
         for number, record in iter_records(path, lines):
@@ -192,6 +192,28 @@ def iter_field(inputs: list[Path], key: str, kind: type, shard: Shard = Shard())
                                  f"{type(value).__name__ if key in record else 'no such key'}; the data must "
                                  f"be in the unified schema (enable the udatasets step to convert and clean it)")
             yield where, value
+
+
+def input_progress(inputs: list[Path], shard: Shard, ranges: list[range], desc: str, unit: str) -> Progress:
+    """Progress of tokenizing the shard: against its documents when known without reading the data (the
+    lines a sharded run counted to split them; the count in the stats udatasets wrote beside its output),
+    else against the bytes of the inputs."""
+    total = sum(map(len, ranges)) if shard.count > 1 else udatasets_kept(inputs)
+    return Progress(desc, unit, inputs, total)
+
+
+def udatasets_kept(inputs: list[Path]) -> int | None:
+    """The records of a udatasets output (the input is one processed file), from its stats; None otherwise."""
+    from llmrunner.udatasets.core import output_paths  # only its file names: not udatasets' imports up front
+
+    if len(inputs) != 1 or not inputs[0].name.endswith(".jsonl"):
+        return None
+    try:
+        stats = json.loads(output_paths(inputs[0])["stats"].read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # no stats file: udatasets is off
+        return None
+    kept = stats.get("kept") if isinstance(stats, dict) else None
+    return kept if isinstance(kept, int) else None
 
 
 def batched(items: Iterator, size: int, max_chars: int | None = None, chars_of=len) -> Iterator[list]:
@@ -237,9 +259,10 @@ def tokenize_cpt(inputs: list[Path], tokenizer_dir: Path, out_prefix: Path, appe
     dtype = token_dtype(tokenizer.vocab_size)
     documents = tokens = empty = 0
     open_tokens = 0  # the tokens so far of the document whose pieces are being written
-    pieces = encoder.pieces(text for _, text in iter_field(inputs, "text", str, shard))
+    ranges = shard.line_ranges(inputs)
+    pieces = encoder.pieces(text for _, text in iter_field(inputs, "text", str, ranges))
     with (IndexedDatasetWriter(dataset_prefix(out_prefix, "text_document"), dtype) as writer,
-          tqdm(desc="tokenize cpt", unit="doc", mininterval=5) as progress):
+          input_progress(inputs, shard, ranges, f"tokenize cpt {out_prefix.name}", "documents") as progress):
         for batch, encoded in encoded_ahead(batched(pieces, BATCH_DOCS, BATCH_CHARS, lambda p: len(p.text)), encoder):
             ended = 0
             for piece, ids in zip(batch, encoded):
@@ -253,7 +276,7 @@ def tokenize_cpt(inputs: list[Path], tokenizer_dir: Path, out_prefix: Path, appe
             writer.add_documents(encoded, [piece.last for piece in batch])
             documents += ended
             tokens += sum(map(len, encoded))
-            progress.update(ended)
+            progress.advance(ended)
     stats = {"documents": documents, "tokens": tokens, "empty": empty, "append_eod": append_eod,
              "eod_id": eod, "vocab_size": tokenizer.vocab_size, "dtype": dtype.name,
              "inputs": [str(p) for p in inputs]}

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from llmrunner.chat_rules import ROLES, turn_order_problem
 from llmrunner.errors import StageError, first_few
@@ -37,6 +36,7 @@ from llmrunner.tokenize.core import (
     Shard,
     batched,
     dataset_prefix,
+    input_progress,
     iter_field,
     literal_backend,
     load_tokenizer,
@@ -212,11 +212,12 @@ def tokenize_sft(inputs: list[Path], tokenizer_dir: Path, out_prefix: Path, max_
     tokenizer = load_tokenizer(tokenizer_dir)
     encoder = ChatEncoder(tokenizer, source=f"the tokenizer in {tokenizer_dir}")
     seen = written = tokens = targets = truncated = 0
+    ranges = shard.line_ranges(inputs)
     dropped: Counter[str] = Counter()
     with (IndexedDatasetWriter(dataset_prefix(out_prefix, "text_document"), token_dtype(len(tokenizer))) as texts,
           IndexedDatasetWriter(dataset_prefix(out_prefix, "loss_mask_document"), np.uint8) as masks,
-          tqdm(desc="tokenize sft", unit="conv", mininterval=5) as progress):
-        conversations = iter_field(inputs, "messages", list, shard)
+          input_progress(inputs, shard, ranges, f"tokenize sft {out_prefix.name}", "conversations") as progress):
+        conversations = iter_field(inputs, "messages", list, ranges)
         for batch in batched(conversations, BATCH_CONVERSATIONS, BATCH_CHARS, content_chars):
             layouts = [encoder.layout(check_messages(where, msgs), train_on, where) for where, msgs in batch]
             kept_ids, kept_masks = [], []
@@ -238,7 +239,7 @@ def tokenize_sft(inputs: list[Path], tokenizer_dir: Path, out_prefix: Path, max_
             texts.add_documents(kept_ids)
             masks.add_documents(kept_masks)
             written += len(kept_ids)
-            progress.update(len(batch))
+            progress.advance(len(batch))
     assert seen == written + sum(dropped.values())
     stats = {"conversations": written, "tokens": tokens, "target_tokens": targets, "truncated": truncated,
              "dropped": sum(dropped.values()), "dropped_by_reason": dict(sorted(dropped.items())), "input": seen,

@@ -25,10 +25,11 @@ from itertools import islice
 from pathlib import Path
 
 from llmrunner.errors import ConfigError, StageError, first_few
+from llmrunner.progress import Progress
 from llmrunner.udatasets.augment import AugmentSettings
 from llmrunner.udatasets.dedup import ShardGroup, gather, open_shard_groups, parse_shard
 from llmrunner.udatasets.near_dup import MinHashConfig
-from llmrunner.udatasets.shard import RecordRules, shard_lines
+from llmrunner.udatasets.shard import RecordRules, shard_items, shard_lines
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,10 @@ def gather_shards(shard_files: list[Path], out: Path, dedup: str = "exact", near
             raise ConfigError(f"gather: the last shard files must be those of {dataset!r} (the --out dataset), "
                               f"each dataset's once; got datasets {names}")
         _clear_failed(paths)
-        stats = gather(groups, paths, exact=dedup == "exact", near=near, augment_settings=augment)
+        with Progress(f"udatasets {dataset} gather", "records", shard_files,
+                      sum(map(shard_items, shard_files))) as progress:
+            groups = [group._replace(entries=progress.over(group.entries)) for group in groups]
+            stats = gather(groups, paths, exact=dedup == "exact", near=near, augment_settings=augment)
     _log_stats(stats, paths)
     require_records(stats, paths)
     return stats

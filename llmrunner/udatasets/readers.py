@@ -11,24 +11,25 @@ import io
 import itertools
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
 from llmrunner.errors import StageError
 from llmrunner.jsonl import DATA_SUFFIXES, Line, iter_lines, open_binary, require_file
+from llmrunner.udatasets.hf_sources import ARROW_SUFFIX
 from llmrunner.udatasets.json_stream import STRICT_JSON, iter_json_array
 
-RAW_SUFFIXES = DATA_SUFFIXES + (".json", ".parquet", ".csv", ".txt")
+RAW_SUFFIXES = DATA_SUFFIXES + (".json", ".parquet", ".csv", ".txt", ARROW_SUFFIX)
 BLANK = "blank"  # not a record (an empty line of JSON Lines): counted apart, never rejected
-PARQUET_BATCH_ROWS = 1024
+BATCH_ROWS = 1024  # rows per batch read from parquet and arrow files
 
 
 class RawItem(NamedTuple):
     number: int
-    """1-based: the line (jsonl, csv), the record index (json, parquet) or the paragraph (txt)."""
+    """1-based: the line (jsonl, csv), the record index (json, parquet, arrow) or the paragraph (txt)."""
     raw: str
-    """The record as found, for the rejects file (csv / parquet rows: as a JSON object)."""
+    """The record as found, for the rejects file (csv / parquet / arrow rows: as a JSON object)."""
     record: dict | None
     """The parsed object, or None when `reason` says why it is unusable."""
     reason: str | None = None
@@ -95,20 +96,36 @@ def read_csv(path: Path) -> Iterator[RawItem]:
             raise StageError(f"{path}, line {reader.line_num}: not readable as CSV ({err}); fix the file") from err
 
 
-def read_parquet(path: Path) -> Iterator[RawItem]:
-    import pyarrow  # only for parquet inputs
-    import pyarrow.parquet as pq
+def _row_items(path: Path, batches: Callable[[], Iterator], form: str) -> Iterator[RawItem]:
+    """The rows of Arrow `batches` (tables or record batches), numbered from 1, each as a JSON object for the
+    rejects file; a file that stops being readable is a StageError naming it."""
+    import pyarrow  # only for parquet and arrow inputs
 
     require_file(path)  # else a FIFO would block, and permission denied read as a damaged file
     number = 0
     try:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=PARQUET_BATCH_ROWS):
+        for batch in batches():
             for row in batch.to_pylist():
                 number += 1
                 yield RawItem(number, json.dumps(row, ensure_ascii=False, default=str), row)
     except (pyarrow.ArrowException, OSError) as err:
-        raise StageError(f"{path} is not a readable parquet file (read {number} rows: {err}); "
+        raise StageError(f"{path} is not a readable {form} file (read {number} rows: {err}); "
                          f"re-create or re-download it") from err
+
+
+def read_parquet(path: Path) -> Iterator[RawItem]:
+    import pyarrow.parquet as pq
+
+    return _row_items(path, lambda: pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS), "parquet")
+
+
+def read_arrow(path: Path) -> Iterator[RawItem]:
+    """An Arrow stream file as the datasets library writes it (prepare's copy of an `hf:` source), memory-mapped;
+    rows as stored (features not decoded: an image stays its bytes and path)."""
+    import datasets
+
+    return _row_items(path, lambda: datasets.Dataset.from_file(str(path)).with_format("arrow").iter(
+        batch_size=BATCH_ROWS), "Arrow (datasets)")
 
 
 def read_txt(path: Path, mode: str) -> Iterator[RawItem]:
@@ -150,7 +167,29 @@ def iter_raw(path: Path, txt_mode: str = "document") -> Iterator[RawItem]:
         return read_parquet(path)
     if name.endswith(".txt"):
         return read_txt(path, txt_mode)
+    if name.endswith(ARROW_SUFFIX):
+        return read_arrow(path)
     raise StageError(f"{path}: not a raw data file (formats: {', '.join(RAW_SUFFIXES)})")
+
+
+def row_count(path: Path) -> int | None:
+    """The rows of a parquet or Arrow file, from its metadata (progress: these are not read through
+    `open_binary`, whose byte count measures the other formats); None for other formats or a damaged file,
+    which its reader reports."""
+    if not path.name.endswith((".parquet", ARROW_SUFFIX)):
+        return None
+    import pyarrow
+
+    try:
+        if path.name.endswith(".parquet"):
+            import pyarrow.parquet as pq
+
+            return pq.ParquetFile(path).metadata.num_rows
+        import datasets
+
+        return datasets.Dataset.from_file(str(path)).num_rows
+    except (pyarrow.ArrowException, OSError):
+        return None
 
 
 def iter_items(paths: list[Path], txt_mode: str = "document", shard: int = 0,

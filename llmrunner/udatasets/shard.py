@@ -25,6 +25,7 @@ import base64
 import hashlib
 import json
 import multiprocessing
+import os
 import signal
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -32,11 +33,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llmrunner.jsonl import Line
+from llmrunner.progress import Progress, ReadPosition
 from llmrunner.udatasets.adapters import Adapter
 from llmrunner.udatasets.clean import Cleaning
 from llmrunner.udatasets.decontaminate import EvalIndex
 from llmrunner.udatasets.near_dup import MinHashConfig, minhash_signature
-from llmrunner.udatasets.readers import BLANK, RawItem, iter_items, jsonl_item
+from llmrunner.udatasets.readers import BLANK, RawItem, iter_items, jsonl_item, row_count
 from llmrunner.udatasets.records import content_chars, contents, dedup_key, is_blank, near_dup_text
 from llmrunner.udatasets.tokens import TokenCounter
 
@@ -204,9 +206,10 @@ class ChunkChecker:
         return iter([sum(next(counts) for _ in contents(record)) for record in records])
 
 
-def _chunks(items: Iterable[tuple[int, Line | RawItem]]) -> Iterator[list]:
+def _chunks(items: Iterable[tuple[int, Line | RawItem]], read: ReadPosition) -> Iterator[list]:
     chunk, size = [], 0
     for entry in items:
+        read.at(entry[0], entry[1].number)
         chunk.append(entry)
         size += len(entry[1].text if isinstance(entry[1], Line) else entry[1].raw)
         del entry  # the chunk holds it, and the checker takes it out: a huge record is not held here meanwhile
@@ -253,15 +256,32 @@ def _checked_chunks(chunks: Iterator[list], rules: RecordRules, files: list[str]
             yield pending.popleft().get()
 
 
+END_TAIL = 4096  # bytes at a shard file's end that hold its end marker line
+
+
+def shard_items(path: Path) -> int:
+    """The items a shard file holds, from its end marker, without reading the file; 0 when it has none (the
+    gather stops on such a file, with the reason)."""
+    with open(path, "rb") as stream:
+        stream.seek(max(stream.seek(0, os.SEEK_END) - END_TAIL, 0))
+        last = stream.read().rstrip(b"\n").rpartition(b"\n")[2]
+    try:
+        meta = json.loads(last.partition(b"\t")[0])
+    except ValueError:
+        return 0
+    return meta["items"] if isinstance(meta, dict) and meta.get("s") == "end" else 0
+
+
 def shard_lines(inputs: list[Path], rules: RecordRules, dataset: str, shard: int = 0, shards: int = 1,
                 workers: int = 1) -> Iterator[bytes]:
     """The shard file's content, in blocks: header, one line per owned item of `inputs`, end marker."""
     assert 0 <= shard < shards and workers >= 1, (shard, shards, workers)
     files = [p.name for p in inputs]
     yield _line({"s": "header", "dataset": dataset, "shard": shard, "shards": shards, "files": files})
-    items = 0
-    for block, count in _checked_chunks(_chunks(iter_items(inputs, rules.txt_mode, shard, shards)), rules,
-                                        files, workers):
-        items += count
-        yield block
-    yield _line({"s": "end", "items": items})
+    desc = f"udatasets {dataset}" + (f" shard {shard} of {shards}" if shards > 1 else "")
+    with Progress(desc, "records", inputs, rows=[row_count(p) for p in inputs]) as progress:
+        chunks = _chunks(iter_items(inputs, rules.txt_mode, shard, shards), progress.read)
+        for block, count in _checked_chunks(chunks, rules, files, workers):
+            progress.advance(count)
+            yield block
+    yield _line({"s": "end", "items": progress.items})

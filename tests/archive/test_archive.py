@@ -15,8 +15,8 @@ import yaml
 from llmrunner.archive.__main__ import main as archive
 from llmrunner.config import load_run_config
 from llmrunner.report.__main__ import main as report
-from tests.report.test_baseline import write_scored
-from tests.test_config import DEMO, edit
+from tests.paths import DEMO, edit
+from tests.report.conftest import write_scored
 
 EXPERIMENTS = ["gain", "same", "solo"]
 

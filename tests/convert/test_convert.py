@@ -14,6 +14,8 @@ from llmrunner.convert.settings import ConvertSettings
 from llmrunner.errors import ConfigError
 from tests.megatron.fixtures import load_safetensors, run_stage
 
+pytestmark = pytest.mark.slow  # real conversions of several model shapes: `make test-fast` leaves them out
+
 
 def test_hf2mg_writes_the_checkpoint_contract(converted: dict) -> None:
     mg = converted["mg"]

@@ -16,6 +16,8 @@ import torch
 
 from tests.megatron.fixtures import build_hf_model, load_safetensors, run_stage, write_cpt_data
 
+pytestmark = pytest.mark.slow  # real TP/PP training and conversions: `make test-fast` leaves them out
+
 SETTINGS = {"train_iters": 1, "seq_length": 32, "micro_batch_size": 2, "global_batch_size": 2, "lr": 0.0,
             "min_lr": 0.0, "warmup_iters": 0, "save_interval": 1, "log_interval": 1, "eval_interval": 0,
             "eval_iters": 0, "split": "100,0,0", "seed": 7, "threads": 1}

@@ -22,6 +22,8 @@ from llmrunner.evalsets import (
     version_of,
 )
 
+pytestmark = pytest.mark.slow  # real lm-eval runs: `make test-fast` leaves them out
+
 REPO = Path(__file__).resolve().parents[2]
 DEMO_SETS = ("heldout_text", "wordnet_mc", "wordnet_chat")
 

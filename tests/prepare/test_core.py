@@ -15,8 +15,8 @@ from llmrunner.errors import StageError
 from llmrunner.prepare.__main__ import main
 from llmrunner.prepare.core import copy_base_model, copy_raw_data, prepare_base_model
 from llmrunner.prepare.tiny_model import DEMO_CORPUS
+from tests.files import run_unable_to_read
 from tests.paths import REPO
-from tests.udatasets.test_jsonl import run_unable_to_read
 
 
 def digests(folder: Path) -> dict[str, str]:

@@ -2,6 +2,7 @@
 results.json "sets", per-item files and the recorded eval set versions."""
 from __future__ import annotations
 
+import copy
 import json
 import math
 import random
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from llmrunner.evalsets import EvalSet, aggregate, write_version_record
+from llmrunner.report.core import EVAL_STAGES
 
 
 def write_json(path: Path, value: dict) -> None:
@@ -130,3 +132,26 @@ def datapool(tmp_path: Path) -> Path:
     make_experiment(tmp_path / "experiments" / "demo", cpt=True)
     make_experiment(tmp_path / "experiments" / "cpt_off", cpt=False)
     return tmp_path
+
+
+def improved(records: list[dict], factor: float) -> list[dict]:
+    """The records with every perplexity item's log-likelihood times `factor` (< 1: fewer bits per byte)."""
+    out = copy.deepcopy(records)
+    for r in out:
+        if "loglikelihood" in r["metrics"]:
+            m = r["metrics"]
+            m["loglikelihood"] *= factor
+            r["score"] = m["bits_per_byte"] = -m["loglikelihood"] / m["bytes"] / math.log(2)
+    return out
+
+
+def write_scored(datapool: Path, exp: str, factors: dict[str, float]) -> None:
+    """Eval results of `exp` for every stage: the conftest items, perplexity improved by factors[stage]."""
+    root = datapool / "experiments" / exp
+    for stage in EVAL_STAGES:
+        sets = {}
+        for name, (_, _, _, count) in SETS.items():
+            records = improved(item_records(name, stage, count), factors.get(stage, 1.0))
+            write_items(root, stage, name, records)
+            sets[name] = set_summary(name, records, f"v{count}")
+        write_json(root / f"reports/eval/{stage}/results.json", {"model": "m", "stage": stage, "sets": sets})

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 from pathlib import Path
 
 from llmrunner.report.__main__ import main
 from llmrunner.report.baseline import config_diff
 from llmrunner.report.core import EVAL_STAGES
-from tests.report.conftest import SETS, item_records, set_summary, write_eval, write_items, write_json
+from tests.report.conftest import write_eval, write_json, write_scored
 
 
 def config(exp: str, **pipeline) -> dict:
@@ -23,29 +22,6 @@ def config(exp: str, **pipeline) -> dict:
                          "data": {"cpt": {"web": {"sources": ["raw/web.jsonl"], "adapter": "text"}}, "sft": {}},
                          **pipeline},
             "steps": {"train_cpt": {"lr": 0.001, "save": f"{root}/model/cpt_checkpoints"}, "eval": {"limit": None}}}
-
-
-def improved(records: list[dict], factor: float) -> list[dict]:
-    """The records with every perplexity item's log-likelihood times `factor` (< 1: fewer bits per byte)."""
-    out = copy.deepcopy(records)
-    for r in out:
-        if "loglikelihood" in r["metrics"]:
-            m = r["metrics"]
-            m["loglikelihood"] *= factor
-            r["score"] = m["bits_per_byte"] = -m["loglikelihood"] / m["bytes"] / math.log(2)
-    return out
-
-
-def write_scored(datapool: Path, exp: str, factors: dict[str, float]) -> None:
-    """Eval results of `exp` for every stage: the conftest items, perplexity improved by factors[stage]."""
-    root = datapool / "experiments" / exp
-    for stage in EVAL_STAGES:
-        sets = {}
-        for name, (_, _, _, count) in SETS.items():
-            records = improved(item_records(name, stage, count), factors.get(stage, 1.0))
-            write_items(root, stage, name, records)
-            sets[name] = set_summary(name, records, f"v{count}")
-        write_json(root / f"reports/eval/{stage}/results.json", {"model": "m", "stage": stage, "sets": sets})
 
 
 def compare(datapool: Path, *experiments: str) -> tuple[str, dict]:

@@ -23,7 +23,7 @@ from llmrunner.train.launch import expand_hostlist
 from tests.demo import snakemake
 from tests.megatron.fixtures import run_stage
 from tests.paths import REPO, demo_cpt_lines, write_yaml
-from tests.slurm.test_slurm_demo import SlurmRun, rule_of, run_id
+from tests.slurm.runs import SlurmRun, rule_of, run_id
 from tests.train.runs import metrics
 
 pytestmark = pytest.mark.slurm

@@ -13,8 +13,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,17 +20,12 @@ import pytest
 import yaml
 
 from llmrunner.config import load_run_config
-from tests.demo import planned_jobs, short_demo
-from tests.paths import REPO
+from tests.demo import jobs_of, planned_jobs, short_demo
+from tests.slurm.runs import PROFILE, SlurmRun, rule_of, run_id, snakemake_cmd
 
 pytestmark = pytest.mark.slurm
 
-PROFILE = REPO / "profiles/slurm"
 GPU_RULES = {"hf2mg_base", "train_run", "mg2hf_stage", "eval_stage"}
-# First status check 1 s after a submission or a finished job (plugin default 40 s; the interval
-# then grows by 10 s per check that sees nothing finish).
-POLLING = ("--slurm-init-seconds-before-status-checks", "1")
-RUN_TIMEOUT_S = 900
 EVAL_STEP = "config/experiments/demo/steps/8.eval.yaml"
 STAGES = ("base", "cpt", "sft")
 # What is left after every eval job failed and everything else finished (keep-going).
@@ -42,61 +35,11 @@ AFTER_EVAL = {"eval_stage": 3, "report_experiment": 1, "report_feedback": 1, "re
 BROKEN_SET = "config/evalsets/broken_mc.yaml"
 
 
-def snakemake_cmd(workdir: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-            "--profile", str(PROFILE), "--config", "experiments=[demo]", *args]
-
-
-class SlurmRun:
-    """`snakemake --profile profiles/slurm` in the background; output to a file (no pipe to drain)."""
-
-    def __init__(self, workdir: Path, name: str, *args: str):
-        self.log = workdir.parent / f"{workdir.name}.{name}.out"
-        self.cmd = snakemake_cmd(workdir, *POLLING, *args)
-        self.started = time.monotonic()
-        with open(self.log, "w") as out:
-            self.proc = subprocess.Popen(self.cmd, cwd=workdir, stdout=out, stderr=subprocess.STDOUT, text=True,
-                                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
-
-    def stop(self) -> None:
-        self.proc.terminate()  # Snakemake cancels its SLURM jobs on SIGTERM
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-    def wait(self, cluster) -> subprocess.CompletedProcess:
-        try:
-            self.proc.wait(timeout=max(1.0, RUN_TIMEOUT_S - (time.monotonic() - self.started)))
-        except subprocess.TimeoutExpired:
-            self.stop()
-            pytest.fail(f"{' '.join(self.cmd)} still running after {RUN_TIMEOUT_S} s:\n"
-                        f"{self.log.read_text()[-6000:]}\n{cluster.daemon_logs()}", pytrace=False)
-        except BaseException:  # interrupted: leave no Snakemake behind to poll a cluster going down
-            self.stop()
-            raise
-        self.seconds = time.monotonic() - self.started
-        return subprocess.CompletedProcess(self.cmd, self.proc.returncode, self.log.read_text(), "")
-
-
-def dry_run(workdir: Path) -> subprocess.CompletedProcess:
-    proc = subprocess.run(snakemake_cmd(workdir, "-n"), cwd=workdir, capture_output=True, text=True, timeout=300,
+def dry_run(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run(snakemake_cmd(workdir, "-n", *args), cwd=workdir, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
-
-
-def run_id(proc: subprocess.CompletedProcess) -> str:
-    """The SLURM job name the plugin gave every job of this run."""
-    return re.search(r"SLURM run ID: (\S+)", proc.stdout).group(1)
-
-
-def rule_of(job: dict) -> tuple[str, str]:
-    """(rule, wildcards) from the job comment `rule_<rule>[_wildcards_<values>]`."""
-    match = re.fullmatch(r"rule_(.+?)(?:_wildcards_(.*))?", job.get("Comment", ""))
-    assert match, f"SLURM job {job['JobId']} has no rule comment: {job.get('Comment')!r}"
-    return match.group(1), match.group(2) or ""
 
 
 def minutes(time_limit: str) -> int:
@@ -202,35 +145,35 @@ def test_after_the_fix_a_rerun_does_only_the_remaining_work(slurm_demo):
     assert slurm_demo.plan_after_fix == AFTER_EVAL
     assert planned_jobs(slurm_demo.rerun) == AFTER_EVAL
     submitted = sorted(rule_of(j) for j in slurm_demo.jobs if j["JobName"] == run_id(slurm_demo.rerun))
-    assert submitted == sorted([*((("eval_stage", f"demo_{stage}")) for stage in STAGES),
-                                ("report_compare", ""), ("report_experiment", "demo"),
-                                ("report_feedback", "demo")])
+    # the report jobs run where Snakemake runs (localrules)
+    assert submitted == sorted(("eval_stage", f"demo_{stage}") for stage in STAGES)
     assert "Nothing to be done" in slurm_demo.final_plan.stdout + slurm_demo.final_plan.stderr
 
 
 def test_gpu_rules_ask_for_a_gpu_and_cpu_rules_do_not(slurm_demo):
-    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
-    # training asks for what its step's `slurm` settings say; the other GPU rules get their GPU from the profile
-    assert {rule for rule, res in profile["set-resources"].items() if "gres" in res} | {"train_run"} == GPU_RULES
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(slurm_demo.workdir)
-        run = load_run_config({"experiments": ["demo"]})
+    # What the rules declare (training: its step's `slurm` settings), with the profile's partitions, as Snakemake
+    # plans every job
+    plan = dry_run(slurm_demo.workdir, "-F")
+    requested = {(rule, "_".join(job["wildcards"].values())): job["resources"]
+                 for rule in planned_jobs(plan) for job in jobs_of(plan.stdout + plan.stderr, rule)}
+    assert {rule for (rule, _), res in requested.items() if res.get("gres")} == GPU_RULES
     seen = set()
     for job in slurm_demo.jobs:
         rule, wildcards = rule_of(job)
         seen.add(rule)
-        expected = {**profile["default-resources"], **profile["set-resources"].get(rule, {})}
-        if rule == "train_run":
-            expected |= run.slurm_resources("demo", "train_" + wildcards.removeprefix("demo_"))
+        expected = requested[rule, wildcards]
         where = f"SLURM job {job['JobId']} ({rule} {wildcards})"
         assert job["Partition"] == expected["slurm_partition"], where
-        assert minutes(job["TimeLimit"]) == expected["runtime"], where
-        assert megabytes(job["MinMemoryNode"]) == expected["mem_mb"], where
+        assert minutes(job["TimeLimit"]) == int(expected["runtime"]), where
+        assert megabytes(job["MinMemoryNode"]) == int(expected["mem_mb"]), where
         if rule in GPU_RULES:
             assert job["Partition"] == "gpu" and job.get("TresPerNode") == "gres:gpu:1", where
         else:
             assert job["Partition"] == "cpu" and "gpu" not in job.get("TresPerNode", ""), where
-    assert GPU_RULES <= seen and {"prepare_base_model", "udatasets_clean", "tokenize_cpt_dataset"} <= seen
+    assert GPU_RULES <= seen and {"udatasets_shard", "udatasets_clean", "tokenize_cpt_dataset"} <= seen
+    # prepare and report jobs run where Snakemake runs (localrules), never as SLURM jobs
+    assert not seen & {"prepare_base_model", "prepare_raw_data", "report_experiment", "report_compare",
+                       "report_feedback"}
 
 
 def test_each_job_gets_as_many_cpus_as_its_step_uses_threads(slurm_demo):
@@ -245,10 +188,10 @@ def test_per_dataset_steps_are_separate_slurm_jobs_that_run_side_by_side(slurm_d
     for job in slurm_demo.jobs:
         if job["JobName"] == run_id(slurm_demo.failed):
             by_rule.setdefault(rule_of(job)[0], []).append(job)
-    for rule in ("prepare_raw_data", "udatasets_clean"):
-        assert sorted(rule_of(j)[1] for j in by_rule[rule]) == ["demo_cpt_jargon", "demo_cpt_python_docs",
-                                                                "demo_cpt_wordnet_text", "demo_sft_wordnet_chat"]
-    overlapping = [rule for rule in ("prepare_raw_data", "udatasets_clean")
+    assert sorted(rule_of(j)[1] for j in by_rule["udatasets_clean"]) == [
+        "demo_cpt_jargon", "demo_cpt_python_docs", "demo_cpt_wordnet_text", "demo_sft_wordnet_chat"]
+    assert len(by_rule["udatasets_shard"]) == 4  # one shard per dataset
+    overlapping = [rule for rule in ("udatasets_shard", "udatasets_clean")
                    if (a := by_rule[rule][0])["StartTime"] <= (b := by_rule[rule][1])["EndTime"]
                    and b["StartTime"] <= a["EndTime"]]
     assert overlapping, {r: [(j["StartTime"], j["EndTime"]) for j in by_rule[r]] for r in by_rule}

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,28 +14,7 @@ from llmrunner.tokenize.core import load_tokenizer, tokenize_cpt
 from llmrunner.tokenize.settings import TokenizeCptSettings
 from tests.tokenize.huge_doc import huge_text
 from tests.tokenize.reference_writer import megatron_indexed_dataset, write_reference
-
-DOCS = ["The quick brown fox.\nJumps over the lazy dog.", "", "def f(x):\n    return x * 2  # ünïcödé",
-        "Another document, with numbers 12345."]
-
-
-def write_docs(path: Path, texts: list[str]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps({"text": t, "source": "t"}) + "\n" for t in texts), encoding="utf-8")
-    return path
-
-
-def assert_identical(ours: Path, ref: Path) -> None:
-    for ext in ("bin", "idx"):
-        assert Path(f"{ours}_text_document.{ext}").read_bytes() == Path(f"{ref}_text_document.{ext}").read_bytes()
-
-
-# Everything except text spelling a special token must come out byte-identical to Megatron's.
-VARIED = DOCS + ["", "   ", "\n\n\t \n", " leading and trailing spaces  ", "tabs\tand\r\nCRLF\r\n",
-                 "日本語のテキスト、中文文本，한국어 텍스트", "emoji 🙂👍🏽 and ZWJ 👩‍👩‍👧",
-                 "e\u0301 vs \u00e9 (NFD/NFC)", "Ελληνικά кириллица עברית العربية",
-                 "\u00a0nbsp\u2009thin\u3000ideographic", "x" * 5000,
-                 " ".join(f"word{i}" for i in range(2000)), "<|im_start> not quite a special token <im_end|>"]
+from tests.tokenize.samples import DOCS, VARIED, assert_identical, write_docs
 
 
 def test_cpt_is_byte_identical_to_megatron_preprocess_data(tiny_tokenizer_dir, tmp_path):

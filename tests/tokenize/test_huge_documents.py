@@ -9,12 +9,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from llmrunner.indexed import read_index
 from llmrunner.tokenize.core import load_text_tokenizer, load_tokenizer
+from tests.paths import REPO
 from tests.tokenize.huge_doc import huge_text
 
-REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow  # 50 MB documents: `make test-fast` leaves them out
 PEAK_LIMIT = 1 << 30
 BLOCK_CHARS = 1_000_000
 BLOCKS = 50  # a 50 MB document

@@ -22,8 +22,7 @@ from llmrunner.tokenize.core import (
 )
 from llmrunner.tokenize.sft import SFT_SUMMED, tokenize_sft
 from tests.tokenize.reference_writer import megatron_indexed_dataset, write_reference
-from tests.tokenize.test_cpt import VARIED, assert_identical, write_docs
-from tests.tokenize.test_sft import EDGY, MULTI_TURN, chat, write_chats
+from tests.tokenize.samples import EDGY, MULTI_TURN, VARIED, assert_identical, chat, write_chats, write_docs
 
 
 def random_documents(vocab: int, count: int, seed: int) -> list[list[int]]:

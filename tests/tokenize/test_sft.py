@@ -15,22 +15,7 @@ from llmrunner.tokenize.settings import TokenizeSftSettings
 from llmrunner.tokenize.sft import ChatEncoder, tokenize_sft
 from tests.tokenize.huge_doc import huge_text
 from tests.tokenize.reference_writer import megatron_indexed_dataset
-
-
-def chat(*turns: tuple[str, str]) -> list[dict]:
-    return [{"role": r, "content": c} for r, c in turns]
-
-
-MULTI_TURN = chat(("system", "You are a helpful assistant."), ("user", 'Define "leery".'),
-                  ("assistant", "Leery (adj): openly distrustful."), ("user", "And 'stocker'?"),
-                  ("assistant", "Stocker (noun): a young steer kept as stock."))
-EDGY = chat(("user", "  leading spaces\n\nand blank lines  "), ("assistant", "\n\nstarts with newlines\n"),
-            ("user", "ünïcödé → 中文"), ("assistant", ""))
-
-
-def write_chats(path: Path, conversations: list[list[dict]]) -> Path:
-    path.write_text("".join(json.dumps({"messages": c}) + "\n" for c in conversations), encoding="utf-8")
-    return path
+from tests.tokenize.samples import EDGY, MULTI_TURN, chat, write_chats
 
 
 def read_back(prefix: Path) -> tuple[list[list[int]], list[list[int]]]:

@@ -16,6 +16,8 @@ from tests.megatron.fixtures import load_safetensors, run_stage
 from tests.train.conftest import CPT_SETTINGS, train
 from tests.train.runs import assert_same_run, final_state, metrics, start_training, wait_for
 
+pytestmark = pytest.mark.slow  # real bf16 training runs and exports: `make test-fast` leaves them out
+
 BF16 = {**CPT_SETTINGS, "precision": "bf16"}
 MODEL_KEYS = ("embedding.", "decoder.", "output_layer.")  # the model's tensors in a checkpoint; the rest is state
 

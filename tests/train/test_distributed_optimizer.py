@@ -27,6 +27,8 @@ from tests.train.runs import (
 )
 from tests.train.runs import wait_for as wait_for_file
 
+pytestmark = pytest.mark.slow  # real multi-process training runs: `make test-fast` leaves them out
+
 # Two data-parallel processes, a dozen steps, one checkpoint at the end (and one at a stop).
 DP2_SETTINGS = {**CPT_SETTINGS, "train_iters": 12, "nproc_per_node": 2, "threads": 1, "save_interval": 12,
                 "eval_interval": 6}

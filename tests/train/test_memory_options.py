@@ -26,6 +26,8 @@ from tests.megatron.fixtures import run_stage
 from tests.train.conftest import CPT_SETTINGS, train
 from tests.train.runs import final_state, metrics
 
+pytestmark = pytest.mark.slow  # real training runs: `make test-fast` leaves them out
+
 SHORT = {**CPT_SETTINGS, "train_iters": 12, "save_interval": 12, "eval_interval": 6}
 RECOMPUTE = {"none": {}, "selective": {"recompute": "selective"},
              "full": {"recompute": "full", "recompute_method": "uniform", "recompute_num_layers": 1}}

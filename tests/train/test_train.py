@@ -26,6 +26,8 @@ from tests.train.runs import (
     wait_for,
 )
 
+pytestmark = pytest.mark.slow  # real training runs: `make test-fast` leaves them out
+
 _runs: dict[str, Path] = {}
 
 

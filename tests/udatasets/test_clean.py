@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
 
 import pytest
 
@@ -15,17 +14,9 @@ from llmrunner.udatasets.clean import Cleaning
 from llmrunner.udatasets.core import clean_documents
 from llmrunner.udatasets.settings import UdatasetsSettings
 from llmrunner.udatasets.shard import RecordRules
+from tests.files import read_jsonl, write_jsonl
 
 OFF = Cleaning(unicode_nfc=False, strip_control=False, whitespace="keep")
-
-
-def write_jsonl(path: Path, records: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    return path
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 def test_nfc_on_and_off():

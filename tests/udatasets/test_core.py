@@ -14,10 +14,7 @@ from llmrunner.udatasets.adapters import builtin_adapter
 from llmrunner.udatasets.core import clean_documents, output_paths
 from llmrunner.udatasets.settings import UdatasetsSettings
 from llmrunner.udatasets.shard import RecordRules
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+from tests.files import read_jsonl
 
 
 def write_lines(path: Path, lines: list[bytes]) -> Path:

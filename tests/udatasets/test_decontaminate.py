@@ -16,6 +16,7 @@ from llmrunner.udatasets import near_dup
 from llmrunner.udatasets.__main__ import main
 from llmrunner.udatasets.decontaminate import EvalIndex
 from llmrunner.udatasets.records import normalise
+from tests.files import read_jsonl
 
 VOCABULARY = "the a of Cat DOG sat on mat ran far near red blue green Über über straße STRASSE x y z".split()
 
@@ -134,10 +135,6 @@ def raw(tmp_path) -> Path:
              {"text": "the quick brown fox jumps over the lazy dog while seven wise"}]  # 12: clean
     (folder / "part.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     return folder
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 def test_contaminated_records_are_rejected_and_counted(raw, heldout, tmp_path):

@@ -21,23 +21,8 @@ from llmrunner.udatasets.core import clean_documents, gather_shards, write_shard
 from llmrunner.udatasets.near_dup import MinHashConfig
 from llmrunner.udatasets.settings import UdatasetsSettings
 from llmrunner.udatasets.shard import RecordRules, _start_worker
-
-OUTPUTS = ("{}.jsonl", "{}.rejects.jsonl", "{}.duplicates.jsonl", "{}.stats.json")
-WORDS = [f"w{i}" for i in range(100)]
-
-
-def words(start: int, count: int, extra: list[str] = ()) -> str:
-    return " ".join(WORDS[start:start + count] + list(extra))
-
-
-def write_jsonl(path: Path, records: list[object]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(r if isinstance(r, str) else json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    return path
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+from tests.files import read_jsonl, write_jsonl
+from tests.udatasets.shards import OUTPUTS, WORDS, run_shards, words
 
 
 def outputs(folder: Path, dataset: str) -> dict[str, bytes]:
@@ -173,14 +158,6 @@ def test_token_filter_without_a_tokenizer_is_a_config_error(tmp_path):
         UdatasetsSettings.from_dict({"min_tokens": 4, "max_tokens": 3})
     with pytest.raises(ConfigError, match="key 'near_threshold': 0 is less than or equal to the minimum of 0"):
         UdatasetsSettings.from_dict({"near_threshold": 0})
-
-
-def run_shards(raw: Path, folder: Path, dataset: str, shards: int, settings: dict, kind: str = "cpt") -> list[Path]:
-    files = [folder / ".shards" / f"{dataset}.{i}-of-{shards}.jsonl" for i in range(shards)]
-    for i, path in enumerate(files):
-        main(["shard", "--kind", kind, "--input", str(raw), "--dataset", dataset, "--shard", str(i),
-              "--shards", str(shards), "--out", str(path), "--settings", json.dumps(settings)])
-    return files
 
 
 def test_dedup_across_datasets_names_the_matched_record(tmp_path):

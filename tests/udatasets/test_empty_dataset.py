@@ -12,7 +12,8 @@ import pytest
 
 from llmrunner.errors import StageError
 from llmrunner.udatasets.__main__ import main
-from tests.udatasets.test_dedup_shards import OUTPUTS, read_jsonl, run_shards, words, write_jsonl
+from tests.files import read_jsonl, write_jsonl
+from tests.udatasets.shards import OUTPUTS, run_shards, words
 
 REPO = Path(__file__).resolve().parents[2]
 SETTINGS = {"near_dedup": True, "near_shingle_words": 1, "near_threshold": 0.7, "min_chars": 8}

@@ -17,7 +17,7 @@ from llmrunner.udatasets.__main__ import main
 from llmrunner.udatasets.adapters import builtin_adapter
 from llmrunner.udatasets.core import clean_documents
 from llmrunner.udatasets.shard import RecordRules
-from tests.udatasets.test_jsonl import run_unable_to_read
+from tests.files import run_unable_to_read
 
 BIG = "word " * 1_000_000  # a 5 MB record
 BIG_CLEAN = BIG.rstrip()  # as kept: cleaning strips the text's trailing whitespace

@@ -7,14 +7,16 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from llmrunner.udatasets import json_stream, shard
 from llmrunner.udatasets.clean import Cleaning
 from llmrunner.udatasets.json_stream import iter_json_array
+from tests.files import read_jsonl
 from tests.paths import REPO, demo_cpt_texts
+
+pytestmark = pytest.mark.slow  # 50 MB records: `make test-fast` leaves them out
 
 DOCUMENT_BYTES = 50 << 20
 PEAK_RSS_BOUND = 1 << 30
@@ -46,10 +48,6 @@ def run_measured(*args: str) -> int:
                           cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     return int(done.stdout.split()[-1])
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 def test_a_50_mb_document_takes_under_1_gib_with_the_output_of_any_size(tmp_path):

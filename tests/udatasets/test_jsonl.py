@@ -5,34 +5,17 @@ from __future__ import annotations
 import codecs
 import gzip
 import os
-import shutil
 import socket
 import struct
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import zstandard
 
 from llmrunner.errors import StageError
 from llmrunner.jsonl import file_problem, iter_lines, iter_records, list_data_files, open_binary, resolve_inputs
-from tests.paths import REPO
 
 RECORDS = b"".join(b'{"text": "record %d"}\n' % i for i in range(20_000))
 COMPRESS = {"gz": lambda b: gzip.compress(b, mtime=0), "zst": lambda b: zstandard.ZstdCompressor().compress(b)}
-
-
-def run_unable_to_read(args: list[str], path: Path) -> subprocess.CompletedProcess:
-    """Run `python ARGS` in the repository with `path` unreadable to it: mode 000, and as root (who reads
-    anything) without the capabilities that let root ignore file permissions, so it is refused for real."""
-    path.chmod(0)
-    drop = []
-    if os.geteuid() == 0:
-        if not shutil.which("setpriv"):
-            pytest.skip("running as root without setpriv (util-linux): cannot make a file unreadable")
-        drop = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
-    return subprocess.run([*drop, sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=120)
 
 
 def test_iter_lines_survives_bad_bytes_in_gzip(tmp_path):

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 
 import pytest
 
 from tests.demo import planned_jobs, snakemake
+from tests.paths import REPO
 
 pytestmark = pytest.mark.workflow
 
@@ -43,6 +45,13 @@ def test_target_train_sft_builds_only_what_sft_needs(demo_workdir):
 
 def test_lint_is_clean(demo_workdir):
     proc = snakemake(demo_workdir, "--lint", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_snakefiles_are_snakefmt_formatted():
+    # line length from pyproject.toml's [tool.snakefmt]; `snakefmt Snakefile rules` fixes what this finds
+    proc = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "--diff", "Snakefile", "rules"], cwd=REPO,
+                          capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

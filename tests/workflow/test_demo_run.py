@@ -5,13 +5,13 @@ import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
 from tests.demo import planned_jobs, snakemake
+from tests.files import read_jsonl
 from tests.paths import REPO
 
 pytestmark = pytest.mark.workflow
@@ -19,10 +19,6 @@ CPT = ("python_docs", "jargon", "wordnet_text")  # the demo's CPT datasets, one 
 DATASETS = [("cpt", name) for name in CPT] + [("sft", "wordnet_chat")]
 SETS = {"heldout_text": 40, "heldout_python_docs": 39, "wordnet_mc": 40, "wordnet_chat": 40}  # items scored:
 # the short demo's eval limit (40), or fewer where the set is smaller
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def test_udatasets_accounts_for_every_record(demo_run):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.convert.test_external import EXPORT_SCRIPT, IMPORT_SCRIPT
+from tests.convert.external_scripts import EXPORT_SCRIPT, IMPORT_SCRIPT
 from tests.demo import planned_jobs, snakemake
 from tests.paths import REPO, demo_cpt_lines, write_yaml
 

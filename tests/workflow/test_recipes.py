@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from llmrunner.config import load_run_config
-from tests.demo import planned_jobs, snakemake
+from tests.demo import jobs_of, planned_jobs, snakemake
 from tests.paths import REPO
 from tests.recipes import RECIPES
 
@@ -20,19 +20,6 @@ pytestmark = pytest.mark.workflow
 
 def step_yaml(recipe: str, file_name: str) -> dict:
     return yaml.safe_load((REPO / f"config/experiments/{recipe}/steps/{file_name}").read_text())
-
-
-def jobs_of(plan: str, rule: str) -> list[dict]:
-    """Each planned job of `rule`: its wildcards, resources and shell command, from a dry run's output."""
-    jobs = []
-    for block in re.split(r"\n(?=\[[^\]]+\]\n(?:local)?rule )", plan):
-        if not re.search(rf"^(?:local)?rule {rule}:$", block, re.M):
-            continue
-        fields = dict(re.findall(r"^ {4}(\w+): (.*)$", block, re.M))
-        jobs.append({"wildcards": dict(kv.split("=", 1) for kv in fields["wildcards"].split(", ")),
-                     "resources": dict(kv.split("=", 1) for kv in fields["resources"].split(", ")),
-                     "command": block.split("Shell command:", 1)[1].strip() if "Shell command:" in block else ""})
-    return jobs
 
 
 def test_recipes_are_off_by_default(monkeypatch):
