@@ -15,7 +15,7 @@ tokens/s (steps after --skip), and the peak memory (PSS) of the run's process tr
 
 --gpu: a Qwen3-1.7B-shaped model in bf16 with our megatron-core step on one GPU (random weights and
 tokens): tokens/s and MFU = model FLOPs per token (llmrunner.train.metrics.flops_per_token, Megatron-LM's
-count) x tokens/s / --peak-flops (dense bf16 of the device; the default is an H200/H100 SXM's 989e12).
+count) x tokens/s / --peak-flops (dense bf16 of the device; default: the training metrics' table by name).
 Without CUDA it says so and exits 0.
 
 Results go to bench/results/train_<date>_<host>.json (not tracked by git). See bench/README.md.
@@ -173,7 +173,7 @@ def print_cpu_table(result: dict) -> None:
     print(f"\nours / plain: {ours / plain:.2f}")
 
 
-def run_gpu(steps: int, skip: int, seq_length: int, micro_batch: int, peak_flops: float) -> dict | None:
+def run_gpu(steps: int, skip: int, seq_length: int, micro_batch: int, peak_flops: float | None) -> dict | None:
     """Our megatron-core step on a Qwen3-1.7B-shaped model in bf16 on one GPU; None without CUDA."""
     import torch
 
@@ -182,10 +182,13 @@ def run_gpu(steps: int, skip: int, seq_length: int, micro_batch: int, peak_flops
     from llmrunner.megatron import parallel
     from llmrunner.megatron.hf_mapping import shape_from_hf_config
     from llmrunner.prepare.real_shapes import real_config
-    from llmrunner.train.metrics import flops_per_token
+    from llmrunner.train.metrics import flops_per_token, peak_bf16_flops
     from llmrunner.train.settings import TrainSettings
     from llmrunner.train.steps import build_model_and_optimizer, train_step
 
+    peak_flops = peak_flops or peak_bf16_flops(torch.cuda.get_device_name())
+    if peak_flops is None:
+        raise SystemExit(f"no bf16 peak known for {torch.cuda.get_device_name()}: give --peak-flops")
     s = TrainSettings.from_dict({"train_iters": steps, "seq_length": seq_length, "micro_batch_size": micro_batch,
                                  "global_batch_size": micro_batch, "warmup_iters": 0, "precision": "bf16"})
     parallel.init_distributed()
@@ -225,8 +228,9 @@ def main() -> None:
     parser.add_argument("--gpu", action="store_true", help="the Qwen3-1.7B-shaped bf16 run on one GPU instead")
     parser.add_argument("--seq-length", type=int, default=4096, help="--gpu: tokens per sequence")
     parser.add_argument("--micro-batch", type=int, default=2, help="--gpu: sequences per step")
-    parser.add_argument("--peak-flops", type=float, default=989e12,
-                        help="--gpu: the device's dense bf16 FLOP/s for MFU (default H200/H100 SXM)")
+    parser.add_argument("--peak-flops", type=float, default=None,
+                        help="--gpu: the device's dense bf16 FLOP/s for MFU (default: the training metrics' table "
+                             "by device name, llmrunner.train.metrics.PEAK_BF16_FLOPS)")
     args = parser.parse_args()
     if args.skip >= args.steps:
         parser.error(f"--skip {args.skip} must be below --steps {args.steps}")
@@ -238,7 +242,8 @@ def main() -> None:
             return
         print(f"{result['gpu']}: Qwen3-1.7B shape ({result['parameters'] / 1e9:.2f} B parameters), bf16, "
               f"{args.micro_batch} x {args.seq_length} tokens per step: {result['tokens_per_s']:,.0f} tokens/s "
-              f"(best {result['best_tokens_per_s']:,.0f}), MFU {result['mfu']:.1%} of {args.peak_flops:.3g} FLOP/s, "
+              f"(best {result['best_tokens_per_s']:,.0f}), MFU {result['mfu']:.1%} of {result['peak_flops']:.3g} "
+              "FLOP/s, "
               f"peak memory {result['peak_gpu_memory_gib']:.1f} GiB")
         save_result(result, "train_gpu")
     else:

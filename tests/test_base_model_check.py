@@ -11,9 +11,8 @@ import yaml
 from llmrunner.config import load_run_config
 from llmrunner.errors import ConfigError
 from llmrunner.prepare.real_shapes import real_config
-from tests.paths import write_yaml
+from tests.paths import DEMO, edit, write_yaml
 
-DEMO = Path("config/experiments/demo")
 QWEN3 = real_config("qwen3-0.6b-base")
 LLAMA = real_config("llama-3.2-1b")
 QWEN3_MOE = {**QWEN3, "architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe", "num_experts": 128,
@@ -31,13 +30,8 @@ def use_base_model(config: dict, **steps: dict) -> Path:
     pipeline["base_model"]["src"] = str(folder)
     write_yaml(DEMO / "pipeline.yaml", pipeline)
     for file_name, values in steps.items():
-        set_keys(file_name, values)
+        edit(DEMO / "steps" / file_name, **values)
     return folder / "config.json"
-
-
-def set_keys(step_file: str, values: dict) -> None:
-    path = DEMO / "steps" / step_file
-    write_yaml(path, {**(yaml.safe_load(path.read_text()) or {}), **values})
 
 
 @pytest.mark.parametrize("config, keys", [
@@ -71,7 +65,7 @@ def test_external_converters_take_any_model_and_supported_ones_load(project):
     assert load_run_config(DEMO_ONLY).exp("demo").steps["hf2mg"]["command"] == EXTERNAL["command"]
     Path("models/base/config.json").write_text(json.dumps(QWEN3))
     for file_name in ("6.hf2mg.yaml", "5.mg2hf.yaml"):
-        set_keys(file_name, {"command": None})
+        edit(DEMO / "steps" / file_name, command=None)
     assert load_run_config(DEMO_ONLY).exp("demo").context_length() == 32768
 
 

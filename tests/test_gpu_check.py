@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.files import read_jsonl
+from tests.paths import REPO
+
 STAGES = ["all_reduce", "model", "tokenize", "hf2mg", "train", "mg2hf", "eval"]
 
 
@@ -40,7 +42,7 @@ def test_smoke_mode_runs_every_stage_and_summarises(tmp_path: Path) -> None:
     assert summary["eval"]["metric"] == "bits_per_byte" and math.isfinite(summary["eval"]["score"])
     assert summary["eval"]["dtype"] == "float32"  # dtype auto on a CPU
     assert sorted(p.stem for p in (out / "logs").glob("*.log")) == sorted(STAGES)
-    steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = read_jsonl(out / "metrics.jsonl")
     assert len(steps) == 6 and all(s["flops_per_token"] == train["flops_per_token"] for s in steps)
 
 

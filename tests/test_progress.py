@@ -88,4 +88,5 @@ def test_no_total_counts_what_is_done(monkeypatch, caplog, total):
     with caplog.at_level(logging.INFO, logger="llmrunner.progress"), \
             Progress("udatasets empty", "records", [], total=total, interval=0) as progress:
         progress.advance(0)
+    assert caplog.records and "0 records" in caplog.records[-1].getMessage()
     assert all("%" not in r.getMessage() and "ETA" not in r.getMessage() for r in caplog.records)

@@ -91,7 +91,7 @@ def _save_hf_model(shape: ModelShape, hf_state: dict[str, torch.Tensor], out: Pa
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.for_model(shape.architecture, **hf_config_kwargs(shape), dtype=dtype)
-    model = AutoModelForCausalLM.from_config(config).to(dtype)
+    model = AutoModelForCausalLM.from_config(config, dtype=dtype)  # built in the export dtype: no fp32 copy
     result = model.load_state_dict(hf_state, strict=False)
     # A tied model's lm_head is the embedding: HF lists it as a key, the mapping does not.
     expected_missing = ["lm_head.weight"] if shape.tie_embeddings else []
@@ -167,7 +167,7 @@ def convert_megatron_to_hf(mg_dir: Path, hf_side: Path, out: Path, *, patterns: 
         for param in model.parameters():
             param.copy_(param.to(export))
     mg_state = {k: v.detach().cpu() for k, v in model.state_dict().items() if torch.is_tensor(v)}
-    hf_state = {k: v.to(export) for k, v in megatron_to_hf(mg_state, shape).items()}
+    hf_state = megatron_to_hf(mg_state, shape)  # values already rounded to the export dtype; loading casts
     fresh_output(out, "config.json")
     _save_hf_model(shape, hf_state, out, export)
     del mg_state, hf_state

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from llmrunner.cli import run_main
 from llmrunner.errors import StageError
+from llmrunner.package_data import DEMO_DIR
 from llmrunner.prepare.tiny_model import CHAT_TEMPLATE, DEMO_CORPUS, SEED, train_tokenizer
 
 log = logging.getLogger(__name__)
@@ -71,13 +72,13 @@ def real_config(name: str) -> dict:
 
 
 def _demo_corpus() -> list[Path]:
-    """The demo tokenizer's corpus: relative to the working directory (a project folder) or to this checkout."""
-    checkout = Path(__file__).resolve().parents[2]
-    corpus = [path if path.is_file() else checkout / path for path in DEMO_CORPUS]
+    """The demo tokenizer's corpus: relative to the working directory (a project folder), else the demo project
+    the package ships (package_data.DEMO_DIR, also inside an installed wheel)."""
+    corpus = [path if path.is_file() else DEMO_DIR / path for path in DEMO_CORPUS]
     missing = [str(path) for path in corpus if not path.is_file()]
     if missing:
         raise StageError(f"the stand-in tokenizer is trained on the demo text, but {', '.join(missing)} is missing; "
-                         "run from the repository root (resources/demo/cpt)")
+                         f"reinstall llmrunner (its demo project {DEMO_DIR} is incomplete)")
     return corpus
 
 

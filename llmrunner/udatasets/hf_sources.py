@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 HF_PREFIX = "hf:"
 ARROW_SUFFIX = ".arrow"
-EXPORT_BATCH_ROWS = 1024
+BATCH_ROWS = 1024  # rows per batch read from or written to Arrow and parquet files (readers.py too)
 # A Hub dataset id: a name, or namespace/name (what the cache can hold; a longer path can only be a folder).
 HUB_NAME = re.compile(r"[\w.-]+(/[\w.-]+)?")
 
@@ -171,7 +171,7 @@ def export(dataset: datasets.Dataset, path: Path) -> int:
 
     writer = ArrowWriter(path=str(path), features=dataset.features)
     try:
-        for table in dataset.with_format("arrow").iter(batch_size=EXPORT_BATCH_ROWS):
+        for table in dataset.with_format("arrow").iter(batch_size=BATCH_ROWS):
             writer.write_table(table)
         rows, _ = writer.finalize()
     finally:

@@ -17,12 +17,11 @@ from typing import NamedTuple
 
 from llmrunner.errors import StageError
 from llmrunner.jsonl import DATA_SUFFIXES, Line, iter_lines, open_binary, require_file
-from llmrunner.udatasets.hf_sources import ARROW_SUFFIX
+from llmrunner.udatasets.hf_sources import ARROW_SUFFIX, BATCH_ROWS
 from llmrunner.udatasets.json_stream import STRICT_JSON, iter_json_array
 
 RAW_SUFFIXES = DATA_SUFFIXES + (".json", ".parquet", ".csv", ".txt", ARROW_SUFFIX)
 BLANK = "blank"  # not a record (an empty line of JSON Lines): counted apart, never rejected
-BATCH_ROWS = 1024  # rows per batch read from parquet and arrow files
 
 
 class RawItem(NamedTuple):

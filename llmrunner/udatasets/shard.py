@@ -209,14 +209,15 @@ class ChunkChecker:
 def _chunks(items: Iterable[tuple[int, Line | RawItem]], read: ReadPosition) -> Iterator[list]:
     chunk, size = [], 0
     for entry in items:
-        read.at(entry[0], entry[1].number)
         chunk.append(entry)
         size += len(entry[1].text if isinstance(entry[1], Line) else entry[1].raw)
         del entry  # the chunk holds it, and the checker takes it out: a huge record is not held here meanwhile
         if len(chunk) >= CHUNK_ITEMS or size >= CHUNK_BYTES:
+            read.at(chunk[-1][0], chunk[-1][1].number)  # progress reads it once per chunk, not per record
             yield chunk
             chunk, size = [], 0
     if chunk:
+        read.at(chunk[-1][0], chunk[-1][1].number)
         yield chunk
 
 

@@ -21,8 +21,10 @@ import torch
 from llmrunner.errors import StageError
 from llmrunner.megatron.hf_mapping import shape_from_hf_config
 from llmrunner.prepare.real_shapes import SHAPES, real_config, write_shape_folder
+from tests.files import write_jsonl
 from tests.megatron.fixtures import load_safetensors, run_stage
 from tests.paths import demo_cpt_texts
+from tests.train.runs import metrics
 
 # Parameters the model cards publish (billions): Qwen's "Number of Parameters (Non-Embedding)", Llama-3.2-1B's
 # total (1.23B). A wrong width, depth or head count in a shipped config.json shows here.
@@ -103,7 +105,7 @@ def qwen3(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("qwen3_06b")
     hf = write_shape_folder("qwen3-0.6b-base", root / "hf", weights=True)
     text = root / "cpt.jsonl"
-    text.write_text("".join(json.dumps({"text": t}) + "\n" for t, _ in zip(demo_cpt_texts(), range(40))))
+    write_jsonl(text, [{"text": t} for t, _ in zip(demo_cpt_texts(), range(40))])
     run_stage("tokenize", "cpt", "--input", text, "--tokenizer", hf, "--out-prefix", root / "tok" / "cpt",
               settings={})
     run_stage("convert", "hf2mg", "--hf", hf, "--out", root / "mg", settings=CONVERT)
@@ -134,7 +136,7 @@ def test_qwen3_tokens_are_int32_and_megatron_reads_the_eod(qwen3: dict[str, Path
 
 @pytest.mark.slow
 def test_qwen3_full_depth_trains_two_steps_and_exports_with_parity(qwen3: dict[str, Path], trained: dict) -> None:
-    steps = [json.loads(line) for line in (trained["save"] / "logs" / "metrics.jsonl").read_text().splitlines()]
+    steps = metrics(trained["save"])
     assert [s["iteration"] for s in steps] == [1, 2] and all(np.isfinite(s["loss"]) for s in steps)
     parity = json.loads((trained["hf"] / "parity.json").read_text())
     assert parity["ok"] is True and parity["architecture"] == "qwen3"

@@ -26,8 +26,6 @@ from tests.megatron.fixtures import run_stage
 from tests.train.conftest import CPT_SETTINGS, train
 from tests.train.runs import final_state, metrics
 
-pytestmark = pytest.mark.slow  # real training runs: `make test-fast` leaves them out
-
 SHORT = {**CPT_SETTINGS, "train_iters": 12, "save_interval": 12, "eval_interval": 6}
 RECOMPUTE = {"none": {}, "selective": {"recompute": "selective"},
              "full": {"recompute": "full", "recompute_method": "uniform", "recompute_num_layers": 1}}
@@ -82,6 +80,7 @@ def transformer_options(settings: dict, num_layers: int = 4) -> dict:
     return memory_options(shape, TrainSettings.from_dict(settings))
 
 
+@pytest.mark.slow
 def test_recompute_reruns_attention_and_keeps_fewer_activations() -> None:
     """Selective recompute runs every layer's core attention (our SDPAttention) a second time in the backward
     pass, full recompute every layer (block: only the first recompute_num_layers), with bit-identical loss and
@@ -189,6 +188,7 @@ def test_sequence_parallel_tp2_follows_the_single_process_curve(recompute_runs: 
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the fallback of a machine without a GPU")
+@pytest.mark.slow
 def test_without_a_gpu_auto_uses_the_local_layers_and_transformer_engine_is_an_error(
         init_ckpt: Path, cpt_data: Path, tmp_path: Path) -> None:
     assert resolve_transformer_impl("auto") == LOCAL

@@ -16,6 +16,7 @@ from llmrunner.errors import ConfigError, StageError
 from llmrunner.prepare.__main__ import main as prepare
 from llmrunner.udatasets.__main__ import main as udatasets
 from llmrunner.udatasets.hf_sources import HfSource, open_source
+from tests.files import read_jsonl, write_jsonl
 from tests.hf_cache import write_hub_cache
 from tests.paths import write_yaml
 
@@ -36,15 +37,14 @@ def run_udatasets(raw: Path, out: Path) -> tuple[dict, list[str], list[dict], li
     udatasets(["--kind", "cpt", "--input", str(raw), "--out", str(out), "--settings", SETTINGS])
     rejects, duplicates = (out.with_name(f"{out.stem}.{part}.jsonl") for part in ("rejects", "duplicates"))
     return (json.loads(out.with_name(f"{out.stem}.stats.json").read_text()), out.read_text().splitlines(),
-            [json.loads(line) for line in rejects.read_text().splitlines()],
-            [json.loads(line) for line in duplicates.read_text().splitlines()])
+            read_jsonl(rejects), read_jsonl(duplicates))
 
 
 def same_as_jsonl(tmp_path: Path, raw: Path, file_name: str) -> None:
     """The raw folder's Arrow file `file_name` gives what the same rows as a .jsonl file give, where the file name
     is the only difference."""
     jsonl = tmp_path / "rows.jsonl"
-    jsonl.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in ROWS), encoding="utf-8")
+    write_jsonl(jsonl, ROWS)
     expected = run_udatasets(jsonl, tmp_path / "from_jsonl" / "web.jsonl")
     stats, kept, rejects, duplicates = run_udatasets(raw, tmp_path / "from_hf" / "web.jsonl")
     assert stats["files"] == {file_name: expected[0]["files"]["rows.jsonl"]}

@@ -66,14 +66,16 @@ def test_training_jobs_ask_slurm_for_what_the_recipe_says(plan, recipe):
             "mem_mb": str(request["mem_mb"]), "runtime": str(request["runtime"]), "slurm_partition": "gpu"}
         settings = json.loads(re.search(r"--settings '([^']+)'", job["command"]).group(1))
         assert settings["precision"] == "bf16"
-        for key in ("seq_length", "micro_batch_size", "global_batch_size", "tensor_parallel", "lr"):
-            if key in step and not str(step[key]).startswith("$"):
-                assert settings[key] == step[key], key
+        for key, value in step.items():  # every training setting the recipe writes reaches the job
+            if key not in ("slurm", "threads") and not str(value).startswith("$"):
+                assert settings[key] == value, key
         assert "slurm" not in settings  # the request is the job's resources, not a training setting
 
 
 def test_the_recipes_train_the_real_model_they_name(plan):
-    """prepare copies each recipe's model folder; hf2mg converts it (the shape is read from its config.json)."""
+    """prepare copies each recipe's model folder into its datapool, and hf2mg converts that copy."""
     for recipe, (folder, _) in RECIPES.items():
         (job,) = [j for j in jobs_of(plan, "prepare_base_model") if j["wildcards"]["exp"] == recipe]
         assert f"/{folder}" in job["command"], job["command"]
+        (convert,) = [j for j in jobs_of(plan, "hf2mg_base") if j["wildcards"]["exp"] == recipe]
+        assert f"experiments/{recipe}/model/base/{folder} " in convert["command"], convert["command"]
