@@ -17,6 +17,7 @@ from llmrunner.experiments import (
     datapool_root,
     init_project,
     run_command,
+    run_profiles,
     run_snakemake,
 )
 from llmrunner.package_data import SCHEMA_DIR
@@ -122,14 +123,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("folder", nargs="?", type=Path, default=Path("."), help="where (default: the current folder)")
     sub.set_defaults(action=lambda args, extra: init(args.folder))
 
-    for name, targets, what in (("run", [], "run the workflow (Snakemake, profiles/local) in the current folder"),
+    for name, targets, what in (("run", [], "run the workflow (Snakemake) in the current folder"),
                                 ("prepare", ["prepare"], "prepare the datapool: base model and raw data")):
         sub = commands.add_parser(name, help=what, allow_abbrev=False,
                                   description=f"{what[0].upper()}{what[1:]}, for the experiments config/config.yaml "
                                               f"names or those given. {SNAKEMAKE_ARGS}")
         sub.add_argument("--experiment", action="append", type=experiment_name, metavar="EXP",
                          help="an experiment (a folder under config/experiments/); repeat for more")
-        sub.set_defaults(action=lambda args, extra, targets=targets: run_snakemake(args.experiment, targets, extra),
+        sub.add_argument("--profile", choices=run_profiles(), default="local",
+                         help="where the jobs run: local (this machine, the default) or slurm (each job a SLURM job; "
+                              "README, SLURM)")
+        sub.set_defaults(action=lambda args, extra, targets=targets: run_snakemake(args.experiment, targets, extra,
+                                                                                   args.profile),
                          passes_extra=True)
 
     sub = commands.add_parser("clone", help="copy an experiment's config (and its datapool)",

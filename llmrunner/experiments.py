@@ -312,17 +312,22 @@ def run_command(experiments: list[str]) -> str:
 
 
 # ---------------------------------------------------------------- run
-def run_snakemake(experiments: list[str] | None, targets: list[str], extra: list[str]) -> int:
+def run_profiles() -> list[str]:
+    """The profiles a run can name (`profiles/<name>/`); `default` is not one: Snakemake loads it on its own."""
+    return sorted(p.name for p in PROFILES_DIR.iterdir() if (p / "config.yaml").is_file() and p.name != "default")
+
+
+def run_snakemake(experiments: list[str] | None, targets: list[str], extra: list[str], profile: str = "local") -> int:
     """Run the workflow the package ships on the project in the current directory, for `experiments` (None: the
-    ones config/config.yaml names), with the local profile. The config is validated first, so that its errors
-    come before any job."""
+    ones config/config.yaml names), with one of the profiles it ships (`run_profiles`). The config is validated
+    first, so that its errors come before any job."""
     if not RUN_CONFIG.is_file():
         raise ConfigError(f"no {RUN_CONFIG} in {os.getcwd()}: the workflow runs on the project in the current "
                           "folder. Change to your project's folder, or run `llmrunner init` to copy the demo project "
                           "(config/ and resources/demo/) here")
     run_config = load_yaml(RUN_CONFIG)
     load_run_config({**run_config, **({"experiments": experiments} if experiments else {})}, str(RUN_CONFIG))
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), *targets, "--profile", str(PROFILES_DIR / "local"),
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), *targets, "--profile", str(PROFILES_DIR / profile),
            *(["--config", f"experiments=[{','.join(experiments)}]"] if experiments else []), *extra]
     print("+", " ".join(cmd), flush=True)
     return subprocess.call(cmd)

@@ -53,16 +53,16 @@ class ExperimentLayout:
     def mg_base(self) -> str:
         return self.path("model", "mg", "base")
 
-    def checkpoints(self, kind: str) -> str:
-        return self.path("model", f"{kind}_checkpoints")
+    def checkpoints(self, stage: str) -> str:
+        return self.path("model", f"{stage}_checkpoints")
 
-    def train_done(self, kind: str) -> str:
-        return self.path("model", f"{kind}_checkpoints", "complete.json")
+    def train_done(self, stage: str) -> str:
+        return self.path("model", f"{stage}_checkpoints", "complete.json")
 
-    def train_init(self, kind: str) -> tuple[str, str]:
+    def train_init(self, stage: str) -> tuple[str, str]:
         """(file the rule waits for, checkpoint folder to start from). SFT continues from CPT when
         CPT is on, else from the converted base model."""
-        if kind == "sft" and self.enabled("train_cpt"):
+        if stage == "sft" and self.enabled("train_cpt"):
             return self.train_done("cpt"), self.checkpoints("cpt")
         return self.mg_base(), self.mg_base()
 

@@ -14,31 +14,33 @@ rule train_sft:
         step_targets("train_sft"),
 
 
-rule train_run:
+rule train_stage:
     input:
-        init=lambda w: exp(w).train_init(w.kind)[0],
-        data=lambda w: [f for d in exp(w).datasets(w.kind) for f in exp(w).tokenized_files(w.kind, d)],
+        init=lambda w: exp(w).train_init(w.stage)[0],
+        data=lambda w: [f for d in exp(w).datasets(w.stage) for f in exp(w).tokenized_files(w.stage, d)],
     output:
-        f"{ROOT}/model/{{kind}}_checkpoints/complete.json",
+        f"{ROOT}/model/{{stage}}_checkpoints/complete.json",
     log:
-        f"{ROOT}/logs/train_{{kind}}.log",
+        f"{ROOT}/logs/train_{{stage}}.log",
     benchmark:
-        f"{ROOT}/benchmarks/train_{{kind}}.tsv"
+        f"{ROOT}/benchmarks/train_{{stage}}.tsv"
+    wildcard_constraints:
+        stage="cpt|sft",
     conda:
         ENV
-    threads: lambda w: RUN.threads(w.exp, f"train_{w.kind}")
+    threads: lambda w: RUN.threads(w.exp, f"train_{w.stage}")
     resources:
         # the step's `slurm` settings: what the job asks SLURM for (local runs ignore them)
-        nodes=lambda w: RUN.slurm_resources(w.exp, f"train_{w.kind}")["nodes"],
-        gres=lambda w: RUN.slurm_resources(w.exp, f"train_{w.kind}")["gres"],
-        mem_mb=lambda w: RUN.slurm_resources(w.exp, f"train_{w.kind}")["mem_mb"],
-        runtime=lambda w: RUN.slurm_resources(w.exp, f"train_{w.kind}")["runtime"],
+        nodes=lambda w: RUN.slurm_resources(w.exp, f"train_{w.stage}")["nodes"],
+        gres=lambda w: RUN.slurm_resources(w.exp, f"train_{w.stage}")["gres"],
+        mem_mb=lambda w: RUN.slurm_resources(w.exp, f"train_{w.stage}")["mem_mb"],
+        runtime=lambda w: RUN.slurm_resources(w.exp, f"train_{w.stage}")["runtime"],
     params:
-        settings=lambda w: RUN.settings_json(w.exp, f"train_{w.kind}"),
-        init=lambda w: exp(w).train_init(w.kind)[1],
-        prefixes=lambda w: [exp(w).tokenized_prefix(w.kind, d) for d in exp(w).datasets(w.kind)],
-        save=f"{ROOT}/model/{{kind}}_checkpoints",
+        settings=lambda w: RUN.settings_json(w.exp, f"train_{w.stage}"),
+        init=lambda w: exp(w).train_init(w.stage)[1],
+        prefixes=lambda w: [exp(w).tokenized_prefix(w.stage, d) for d in exp(w).datasets(w.stage)],
+        save=f"{ROOT}/model/{{stage}}_checkpoints",
     shell:
-        "python -m llmrunner.train {wildcards.kind} --init {params.init:q} --data {params.prefixes:q}"
+        "python -m llmrunner.train {wildcards.stage} --init {params.init:q} --data {params.prefixes:q}"
         " --save {params.save:q} --done {output:q} --settings {params.settings:q} --threads {threads}"
         " > {log:q} 2>&1"

@@ -1,6 +1,6 @@
 # udatasets: raw records of any shape -> the unified schema, validated, cleaned, de-duplicated.
 # Scatter/gather: udatasets_shard (shard i of n of one dataset: per-record work, in parallel) ->
-# udatasets_clean (one per dataset: de-dup across the datasets of its kind, outputs, stats).
+# udatasets_gather (one per dataset: de-dup across the datasets of its kind, outputs, stats).
 # Decontamination (`decontaminate`) happens in the map jobs, against the listed eval sets (their files are
 # inputs); the contamination report checks every training dataset against every registered set.
 
@@ -41,7 +41,7 @@ rule udatasets_shard:
         " --workers {threads} > {log:q} 2>&1"
 
 
-rule udatasets_clean:
+rule udatasets_gather:
     input:
         lambda w: RUN.udatasets_shard_files(w.exp, w.kind, w.dataset, with_earlier=True),
     output:
@@ -50,9 +50,9 @@ rule udatasets_clean:
         duplicates=f"{ROOT}/data/processed/{{kind}}/{{dataset}}.duplicates.jsonl",
         stats=f"{ROOT}/data/processed/{{kind}}/{{dataset}}.stats.json",
     log:
-        f"{ROOT}/logs/udatasets.{{kind}}.{{dataset}}.log",
+        f"{ROOT}/logs/udatasets_gather.{{kind}}.{{dataset}}.log",
     benchmark:
-        f"{ROOT}/benchmarks/udatasets.{{kind}}.{{dataset}}.tsv"
+        f"{ROOT}/benchmarks/udatasets_gather.{{kind}}.{{dataset}}.tsv"
     conda:
         ENV
     resources:

@@ -65,6 +65,13 @@ def test_arguments_of_other_commands_are_not_passed_on(project):
     assert not (project / "config/experiments/copy").exists()
 
 
+def test_run_on_slurm_plans_each_training_job_as_a_slurm_job(project):
+    proc = llmrunner("run", "--profile", "slurm", "--experiment", "demo", "-n", cwd=project)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert f"--profile {REPO / 'profiles' / 'slurm'}" in proc.stdout  # the slurm profile the package ships
+    assert planned_jobs(proc)["train_stage"] == 2
+
+
 def test_run_outside_a_project_says_how_to_get_one(tmp_path):
     proc = llmrunner("run", "-n", cwd=tmp_path)
     assert proc.returncode == 1
@@ -182,5 +189,7 @@ def test_installed_wheel_plans_the_demo_in_a_folder_of_its_own(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert f"-s {venv}" in proc.stdout  # the Snakefile the wheel installed
     jobs = planned_jobs(proc)
-    assert jobs["train_run"] == 4 and jobs["eval_stage"] == 6 and jobs["report_compare"] == 1  # both experiments
+    assert jobs["train_stage"] == 4 and jobs["eval_stage"] == 6 and jobs["report_compare"] == 1  # both experiments
     assert jobs == planned_jobs(snakemake(work, "-n"))  # what the checkout's workflow plans there
+    on_slurm = llmrunner("run", "--profile", "slurm", "-n", cwd=work, command=command)
+    assert on_slurm.returncode == 0 and f"--profile {venv}" in on_slurm.stdout, on_slurm.stderr[-3000:]

@@ -1,6 +1,6 @@
 """Megatron-LM checkpoint folders, written and read with megatron-core dist_checkpointing.
 
-Layout (the contract shared by hf2mg, training and mg2hf):
+Folder contents (the contract shared by hf2mg, training and mg2hf):
 
     <root>/model.json                        the ModelShape
     <root>/latest_checkpointed_iteration.txt the newest complete iteration, as Megatron-LM writes it

@@ -132,7 +132,7 @@ class TrainSettings:
 
     slurm: dict | None
     """The SLURM request of the training job (nodes, gpus_per_node, gpu_type, mem_mb, runtime): read by the
-    workflow's train_run rule as its resources, never by the stage (None there)."""
+    workflow's train_stage rule as its resources, never by the stage (None there)."""
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainSettings:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from llmrunner.cli import parse_settings, run_main
 from llmrunner.jsonl import resolve_inputs
-from llmrunner.udatasets.core import clean_documents, gather_shards, write_shard
+from llmrunner.udatasets.core import map_and_gather, gather_shards, write_shard
 from llmrunner.udatasets.decontaminate import contamination_report, parse_dataset_arg, read_evalsets, write_report
 from llmrunner.udatasets.readers import RAW_SUFFIXES
 from llmrunner.udatasets.settings import UdatasetsSettings
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     if form == "one":
         dataset = args.out.name.removesuffix(".jsonl")  # the outputs are named after the dataset
         rules = settings.record_rules(args.kind, dataset, tokenizer, args.evalsets)
-        clean_documents(inputs, args.out, rules, dedup=settings.dedup, augment=settings.augment_settings(args.kind),
+        map_and_gather(inputs, args.out, rules, dedup=settings.dedup, augment=settings.augment_settings(args.kind),
                         workers=args.workers)
         return
     if not 0 <= args.shard < args.shards:

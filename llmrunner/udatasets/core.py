@@ -10,7 +10,7 @@ exactly one of three places, so the stats add up: the kept data, the rejects (wi
 the duplicates (naming the kept record it matched). Memory is bounded by the de-dup index (per kept
 record: 16 bytes of hash, its signature when near de-dup is on, and its location).
 
-Three ways to run it, with the same output: everything in one process (`clean_documents`), or map jobs
+Three ways to run it, with the same output: everything in one process (`map_and_gather`, the map and gather sides one after the other), or map jobs
 (`write_shard`, shard i of n) and one gather job per dataset (`gather_shards`). A map job may find no record
 (more shards than records); a dataset that keeps none stops its gather (`require_records`).
 """
@@ -43,7 +43,7 @@ def output_paths(out: Path) -> dict[str, Path]:
             "duplicates": out.with_name(f"{stem}.duplicates.jsonl"), "stats": out.with_name(f"{stem}.stats.json")}
 
 
-def clean_documents(inputs: list[Path], out: Path, rules: RecordRules, dedup: str = "exact",
+def map_and_gather(inputs: list[Path], out: Path, rules: RecordRules, dedup: str = "exact",
                     augment: AugmentSettings | None = None, workers: int = 1) -> dict:
     """Clean the records of `inputs` (one dataset) into `out` (+ rejects, duplicates, stats files) in one
     process with `workers` worker processes; return the stats. The dataset is named after `out`."""

@@ -5,7 +5,7 @@ first node's NodeAddr (the second node's name does not resolve), and the two dat
 two-process torchrun run of the same settings.
 
 The demo experiment trimmed to what training needs (a 200-document CPT source, tokenize_cpt, hf2mg), built locally
-first; only train_run goes through SLURM."""
+first; only train_stage goes through SLURM."""
 from __future__ import annotations
 
 import itertools
@@ -37,7 +37,7 @@ TRAIN = {"train_iters": 4, "seq_length": 64, "micro_batch_size": 2, "global_batc
 @dataclass
 class TwoNodeRun:
     root: Path  # the experiment's DATAPOOL_ROOT
-    job: dict  # train_run's SLURM job, as `scontrol show job` shows it
+    job: dict  # train_stage's SLURM job, as `scontrol show job` shows it
     reference: Path  # the local two-process run's checkpoint folder
 
 
@@ -80,7 +80,7 @@ def two_nodes(slurm_cluster, tmp_path_factory) -> TwoNodeRun:
     run = slurm.wait(slurm_cluster)
     assert run.returncode == 0, run.stdout[-6000:]
     (job,) = [j for j in slurm_cluster.jobs()
-              if j["JobName"] == run_id(run) and rule_of(j) == ("train_run", "demo_cpt")]
+              if j["JobName"] == run_id(run) and rule_of(j) == ("train_stage", "demo_cpt")]
     return TwoNodeRun(root, job, reference)
 
 

@@ -25,7 +25,7 @@ from tests.slurm.runs import PROFILE, SlurmRun, rule_of, run_id, snakemake_cmd
 
 pytestmark = pytest.mark.slurm
 
-GPU_RULES = {"hf2mg_base", "train_run", "mg2hf_stage", "eval_stage"}
+GPU_RULES = {"hf2mg_base", "train_stage", "mg2hf_stage", "eval_stage"}
 EVAL_STEP = "config/experiments/demo/steps/8.eval.yaml"
 STAGES = ("base", "cpt", "sft")
 # What is left after every eval job failed and everything else finished (keep-going).
@@ -170,7 +170,7 @@ def test_gpu_rules_ask_for_a_gpu_and_cpu_rules_do_not(slurm_demo):
             assert job["Partition"] == "gpu" and job.get("TresPerNode") == "gres:gpu:1", where
         else:
             assert job["Partition"] == "cpu" and "gpu" not in job.get("TresPerNode", ""), where
-    assert GPU_RULES <= seen and {"udatasets_shard", "udatasets_clean", "tokenize_cpt_dataset"} <= seen
+    assert GPU_RULES <= seen and {"udatasets_shard", "udatasets_gather", "tokenize_cpt_dataset"} <= seen
     # prepare and report jobs run where Snakemake runs (localrules), never as SLURM jobs
     assert not seen & {"prepare_base_model", "prepare_raw_data", "report_experiment", "report_compare",
                        "report_feedback"}
@@ -180,7 +180,7 @@ def test_each_job_gets_as_many_cpus_as_its_step_uses_threads(slurm_demo):
     threads = {**threads_by_slurm_job(slurm_demo.failed.stdout), **threads_by_slurm_job(slurm_demo.rerun.stdout)}
     assert threads.keys() == {job["JobId"] for job in slurm_demo.jobs}
     assert {job["JobId"]: int(job["NumCPUs"]) for job in slurm_demo.jobs} == threads
-    assert {rule_of(job)[0] for job in slurm_demo.jobs if threads[job["JobId"]] > 1} >= {"train_run"}
+    assert {rule_of(job)[0] for job in slurm_demo.jobs if threads[job["JobId"]] > 1} >= {"train_stage"}
 
 
 def test_per_dataset_steps_are_separate_slurm_jobs_that_run_side_by_side(slurm_demo):
@@ -188,10 +188,10 @@ def test_per_dataset_steps_are_separate_slurm_jobs_that_run_side_by_side(slurm_d
     for job in slurm_demo.jobs:
         if job["JobName"] == run_id(slurm_demo.failed):
             by_rule.setdefault(rule_of(job)[0], []).append(job)
-    assert sorted(rule_of(j)[1] for j in by_rule["udatasets_clean"]) == [
+    assert sorted(rule_of(j)[1] for j in by_rule["udatasets_gather"]) == [
         "demo_cpt_jargon", "demo_cpt_python_docs", "demo_cpt_wordnet_text", "demo_sft_wordnet_chat"]
     assert len(by_rule["udatasets_shard"]) == 4  # one shard per dataset
-    overlapping = [rule for rule in ("udatasets_shard", "udatasets_clean")
+    overlapping = [rule for rule in ("udatasets_shard", "udatasets_gather")
                    if (a := by_rule[rule][0])["StartTime"] <= (b := by_rule[rule][1])["EndTime"]
                    and b["StartTime"] <= a["EndTime"]]
     assert overlapping, {r: [(j["StartTime"], j["EndTime"]) for j in by_rule[r]] for r in by_rule}
@@ -239,8 +239,8 @@ def test_training_stops_before_the_time_limit_with_a_checkpoint_and_the_rerun_re
     assert (slurm_demo.root / f"model/sft_checkpoints/iter_{saved:07d}").is_dir()
     assert not (slurm_demo.root / "model/sft_checkpoints/complete.json").exists()
     (job,) = [j for j in slurm_cluster.jobs() if j["JobName"] == run_id(limited_run)
-              and rule_of(j) == ("train_run", "demo_sft")]
-    partition = yaml.safe_load((PROFILE / "config.yaml").read_text())["set-resources"]["train_run"]["slurm_partition"]
+              and rule_of(j) == ("train_stage", "demo_sft")]
+    partition = yaml.safe_load((PROFILE / "config.yaml").read_text())["set-resources"]["train_stage"]["slurm_partition"]
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(slurm_demo.workdir)
         request = load_run_config({"experiments": ["demo"]}).slurm_resources("demo", "train_sft")

@@ -11,7 +11,7 @@ from llmrunner.errors import ConfigError
 from llmrunner.udatasets import clean
 from llmrunner.udatasets.adapters import builtin_adapter
 from llmrunner.udatasets.clean import Cleaning
-from llmrunner.udatasets.core import clean_documents
+from llmrunner.udatasets.core import map_and_gather
 from llmrunner.udatasets.settings import UdatasetsSettings
 from llmrunner.udatasets.shard import RecordRules
 from tests.files import read_jsonl, write_jsonl
@@ -84,7 +84,7 @@ def test_cpt_cleaning_filters_dedup_and_accounting(tmp_path):
         {"text": "already clean"},                     # 6 kept, not cleaned
     ])
     out = tmp_path / "out.jsonl"
-    stats = clean_documents([raw], out, RecordRules(builtin_adapter("text"), min_chars=6))
+    stats = map_and_gather([raw], out, RecordRules(builtin_adapter("text"), min_chars=6))
     assert stats["kept"] == 3 and stats["rejected"] == {"empty": 1, "too_short": 1}
     assert stats["duplicates"] == {"exact": 1, "near": 0} and stats["cleaned"] == 5
     assert stats["input"] == stats["kept"] + sum(stats["rejected"].values()) + stats["duplicates"]["exact"] == 6
@@ -98,7 +98,7 @@ def test_cpt_cleaning_filters_dedup_and_accounting(tmp_path):
 
 def test_cleaning_off_keeps_text_as_found(tmp_path):
     raw = write_jsonl(tmp_path / "a.jsonl", [{"text": "x\x00y \r\n"}, {"text": "\x00"}])
-    stats = clean_documents([raw], tmp_path / "o.jsonl", RecordRules(builtin_adapter("text"), cleaning=OFF))
+    stats = map_and_gather([raw], tmp_path / "o.jsonl", RecordRules(builtin_adapter("text"), cleaning=OFF))
     assert stats["kept"] == 2 and stats["cleaned"] == 0 and stats["rejected"] == {}
     assert read_jsonl(tmp_path / "o.jsonl") == [{"text": "x\x00y \r\n"}, {"text": "\x00"}]
 
@@ -113,7 +113,7 @@ def test_sft_every_message_cleaned_and_deduplicated(tmp_path):
         chat("\x07", "\x1b"),                                           # 3 empty after cleaning
     ])
     out = tmp_path / "sft.jsonl"
-    stats = clean_documents([raw], out, RecordRules(builtin_adapter("messages")))
+    stats = map_and_gather([raw], out, RecordRules(builtin_adapter("messages")))
     assert stats["kept"] == 1 and stats["duplicates"] == {"exact": 1, "near": 0} and stats["rejected"] == {"empty": 1}
     assert stats["cleaned"] == 2 and stats["input"] == 3
     assert read_jsonl(out) == [chat("Qu\u00e9 tal?", "Bien.\n\nY tu?")]

@@ -11,7 +11,7 @@ import pytest
 from llmrunner.errors import ConfigError
 from llmrunner.udatasets.__main__ import main
 from llmrunner.udatasets.adapters import builtin_adapter
-from llmrunner.udatasets.core import clean_documents, output_paths
+from llmrunner.udatasets.core import map_and_gather, output_paths
 from llmrunner.udatasets.settings import UdatasetsSettings
 from llmrunner.udatasets.shard import RecordRules
 from tests.files import read_jsonl
@@ -56,7 +56,7 @@ def cpt_raw(tmp_path) -> Path:
 
 def test_cpt_every_line_is_accounted_for(cpt_raw, tmp_path):
     out = tmp_path / "processed" / "cpt" / "demo.jsonl"
-    stats = clean_documents(sorted(cpt_raw.glob("*.jsonl*")), out,
+    stats = map_and_gather(sorted(cpt_raw.glob("*.jsonl*")), out,
                             RecordRules(builtin_adapter("text", text_key="body"), min_chars=5, max_chars=40))
     assert stats["rejected"] == {"empty": 1, "invalid_json": 2, "invalid_unicode": 1, "invalid_utf8": 1,
                                  "missing_text": 1, "not_an_object": 1, "text_not_a_string": 1,
@@ -83,7 +83,7 @@ def test_cpt_every_line_is_accounted_for(cpt_raw, tmp_path):
 
 def test_dedup_none_keeps_duplicates(tmp_path):
     raw = write_lines(tmp_path / "a.jsonl", [dumps({"text": "same"}), dumps({"text": "same"})])
-    stats = clean_documents([raw], tmp_path / "out.jsonl", RecordRules(builtin_adapter("text")), dedup="none")
+    stats = map_and_gather([raw], tmp_path / "out.jsonl", RecordRules(builtin_adapter("text")), dedup="none")
     assert stats["kept"] == 2 and stats["duplicates"] == {"exact": 0, "near": 0}
     assert (tmp_path / "out.duplicates.jsonl").read_text() == ""
 
@@ -111,7 +111,7 @@ def test_sft_validation_reasons_and_duplicates(tmp_path):
     ]
     raw = write_lines(tmp_path / "chats.jsonl", lines)
     out = tmp_path / "sft.jsonl"
-    stats = clean_documents([raw], out, RecordRules(builtin_adapter("messages")))
+    stats = map_and_gather([raw], out, RecordRules(builtin_adapter("messages")))
     assert stats["rejected"] == {"bad_role": 1, "content_not_a_string": 1, "empty": 2, "last_turn_not_assistant": 1,
                                  "message_not_an_object": 1, "messages_not_a_list": 1, "missing_messages": 1,
                                  "no_assistant_turn": 1, "no_user_turn": 1}
@@ -125,7 +125,7 @@ def test_sft_validation_reasons_and_duplicates(tmp_path):
 def test_sft_message_keys_beyond_role_and_content_are_dropped(tmp_path):
     record = {"messages": [{"role": "user", "content": "a", "name": "u1"}, {"role": "assistant", "content": "b"}]}
     raw = write_lines(tmp_path / "c.jsonl", [dumps(record)])
-    clean_documents([raw], tmp_path / "o.jsonl", RecordRules(builtin_adapter("messages")))
+    map_and_gather([raw], tmp_path / "o.jsonl", RecordRules(builtin_adapter("messages")))
     assert read_jsonl(tmp_path / "o.jsonl") == [chat(("user", "a"), ("assistant", "b"))]
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from llmrunner.errors import ConfigError, StageError
 from llmrunner.udatasets.__main__ import main
-from llmrunner.udatasets.core import clean_documents
+from llmrunner.udatasets.core import map_and_gather
 from llmrunner.udatasets.custom import custom_adapter
 from llmrunner.udatasets.shard import RecordRules
 from tests.paths import REPO
@@ -54,7 +54,7 @@ def test_custom_cpt_adapter_result_is_validated_as_cpt(tmp_path):
     path = write_adapter(tmp_path, "def title(record):\n    return {'text': record.get('title'), 'id': 1}\n")
     raw = tmp_path / "d.jsonl"
     raw.write_text('{"title": "A doc."}\n{"name": "x"}\n')
-    stats = clean_documents([raw], tmp_path / "o.jsonl", RecordRules(custom_adapter(f"{path}:title", "cpt")))
+    stats = map_and_gather([raw], tmp_path / "o.jsonl", RecordRules(custom_adapter(f"{path}:title", "cpt")))
     assert stats["kept"] == 1 and stats["rejected"] == {"text_not_a_string": 1}
     assert json.loads((tmp_path / "o.jsonl").read_text()) == {"text": "A doc.", "id": 1}
 

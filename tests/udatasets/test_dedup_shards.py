@@ -17,7 +17,7 @@ import pytest
 from llmrunner.errors import ConfigError, StageError
 from llmrunner.udatasets.__main__ import main
 from llmrunner.udatasets.adapters import builtin_adapter
-from llmrunner.udatasets.core import clean_documents, gather_shards, write_shard
+from llmrunner.udatasets.core import map_and_gather, gather_shards, write_shard
 from llmrunner.udatasets.near_dup import MinHashConfig
 from llmrunner.udatasets.settings import UdatasetsSettings
 from llmrunner.udatasets.shard import RecordRules, _start_worker
@@ -64,7 +64,7 @@ NEAR = MinHashConfig(threshold=0.7, shingle_words=1)
 
 
 def test_accounting_identity_per_file_and_in_total(mixed_raw, tmp_path):
-    stats = clean_documents(sorted(mixed_raw.iterdir()), tmp_path / "mixed.jsonl",
+    stats = map_and_gather(sorted(mixed_raw.iterdir()), tmp_path / "mixed.jsonl",
                             RecordRules(builtin_adapter("text"), min_chars=10, minhash=NEAR))
     files = stats["files"]
     assert list(files) == ["a.jsonl", "b.csv", "c.txt"]
@@ -97,13 +97,13 @@ def test_near_duplicates_at_the_configured_threshold(tmp_path):
     def near_duplicates(threshold: float) -> list[int]:
         out = tmp_path / f"t{threshold}.jsonl"
         rules = RecordRules(builtin_adapter("text"), minhash=MinHashConfig(threshold=threshold, shingle_words=1))
-        clean_documents([raw], out, rules)
+        map_and_gather([raw], out, rules)
         return [d["line"] for d in read_jsonl(out.with_name(f"t{threshold}.duplicates.jsonl"))]
 
     assert near_duplicates(0.98) == []
     assert near_duplicates(0.8) == [2]
     assert near_duplicates(0.3) == [2, 3]
-    exact_only = clean_documents([raw], tmp_path / "exact.jsonl", RecordRules(builtin_adapter("text")))
+    exact_only = map_and_gather([raw], tmp_path / "exact.jsonl", RecordRules(builtin_adapter("text")))
     assert exact_only["duplicates"] == {"exact": 0, "near": 0}
 
 
@@ -112,7 +112,7 @@ def test_a_duplicate_always_names_a_kept_record_and_repeats_cost_no_signature(tm
                                              {"text": words(0, 19, ["x"])}])
     rules = RecordRules(builtin_adapter("text"), minhash=NEAR)
     for dedup in ("exact", "none"):
-        clean_documents([raw], tmp_path / f"{dedup}.jsonl", rules, dedup=dedup)
+        map_and_gather([raw], tmp_path / f"{dedup}.jsonl", rules, dedup=dedup)
         duplicates = read_jsonl(tmp_path / f"{dedup}.duplicates.jsonl")
         # line 3 repeats line 2, which was not kept: it is a near duplicate of line 1, as line 2 is
         assert [(d["line"], d["kind"], d["duplicate_of"]["line"]) for d in duplicates] == [(2, "near", 1),

@@ -15,7 +15,7 @@ import zstandard
 from llmrunner.errors import StageError
 from llmrunner.udatasets.__main__ import main
 from llmrunner.udatasets.adapters import builtin_adapter
-from llmrunner.udatasets.core import clean_documents
+from llmrunner.udatasets.core import map_and_gather
 from llmrunner.udatasets.shard import RecordRules
 from tests.files import run_unable_to_read
 
@@ -27,7 +27,7 @@ def clean(tmp_path: Path, inputs: list[Path], adapter: str = "text", **options) 
     """Run the step; check the accounting identity; return (stats, kept records, rejects)."""
     out = tmp_path / "out" / "d.jsonl"
     keys = {k: options.pop(k) for k in ("text_key", "prompt_key", "response_key") if k in options}
-    stats = clean_documents(inputs, out, RecordRules(builtin_adapter(adapter, **keys), **options))
+    stats = map_and_gather(inputs, out, RecordRules(builtin_adapter(adapter, **keys), **options))
     assert stats["input"] == stats["kept"] + sum(stats["rejected"].values()) + sum(stats["duplicates"].values())
     read = [[json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
             for path in (out, out.with_name("d.rejects.jsonl"))]

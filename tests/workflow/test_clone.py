@@ -72,8 +72,8 @@ def test_a_dataset_setting_change_reruns_its_data_and_what_follows(workdir: Path
     edit(config / "pipeline.yaml", lambda p: p["data"]["cpt"]["wordnet_text"].update(txt_mode="paragraphs"))
     # de-dup runs across a kind's datasets in order: the last one's gather reads the earlier ones' shards, which
     # are temporary, so they are made again, and with them every CPT dataset's data
-    assert plan(workdir, "reading") == {"udatasets_shard": 3, "udatasets_clean": 3, "tokenize_cpt_dataset": 3,
-                                        "train_run": 2, "mg2hf_stage": 2, "eval_stage": 2, "contamination": 1,
+    assert plan(workdir, "reading") == {"udatasets_shard": 3, "udatasets_gather": 3, "tokenize_cpt_dataset": 3,
+                                        "train_stage": 2, "mg2hf_stage": 2, "eval_stage": 2, "contamination": 1,
                                         **REPORT}
 
 
@@ -83,8 +83,8 @@ def test_an_edited_source_file_reruns_from_prepare(workdir: Path):
     lines = gzip.decompress(source.read_bytes()).splitlines(keepends=True)
     try:
         source.write_bytes(gzip.compress(b"".join(lines[:4000])))
-        assert plan(workdir, "edited") == {"prepare_raw_data": 1, "udatasets_shard": 1, "udatasets_clean": 1,
-                                           "tokenize_sft_dataset": 1, "train_run": 1, "mg2hf_stage": 1,
+        assert plan(workdir, "edited") == {"prepare_raw_data": 1, "udatasets_shard": 1, "udatasets_gather": 1,
+                                           "tokenize_sft_dataset": 1, "train_stage": 1, "mg2hf_stage": 1,
                                            "eval_stage": 1, "contamination": 1, **REPORT}
     finally:
         shutil.copy2(REPO / "resources/demo/sft.jsonl.gz", source)
@@ -93,14 +93,14 @@ def test_an_edited_source_file_reruns_from_prepare(workdir: Path):
 def test_a_step_value_change_reruns_that_step_and_what_follows(workdir: Path):
     config = clone(workdir, "lr")
     edit(config / "steps/7.train_sft.yaml", lambda s: s.update(lr=5.0e-4))
-    assert plan(workdir, "lr") == {"train_run": 1, "mg2hf_stage": 1, "eval_stage": 1, **REPORT}
+    assert plan(workdir, "lr") == {"train_stage": 1, "mg2hf_stage": 1, "eval_stage": 1, **REPORT}
 
 
 def test_a_base_model_change_reruns_everything_that_reads_it(workdir: Path):
     config = clone(workdir, "model")
     edit(config / "pipeline.yaml", lambda p: p["base_model"].update(name="tiny-qwen3-b"))
     assert plan(workdir, "model") == {"prepare_base_model": 1, "hf2mg_base": 1, "tokenize_cpt_dataset": 3,
-                                      "tokenize_sft_dataset": 1, "train_run": 2, "mg2hf_stage": 2, "eval_stage": 3,
+                                      "tokenize_sft_dataset": 1, "train_stage": 2, "mg2hf_stage": 2, "eval_stage": 3,
                                       **REPORT}
 
 
@@ -127,8 +127,8 @@ def test_ablations_rerun_what_reads_the_changed_data(workdir: Path):
         pool = workdir / "datapool/experiments" / name
         assert not list(pool.glob(f"data/*/sft/{left_out}*")), "the left-out dataset's files are not carried over"
         assert (pool / f"data/tokenized/sft/{kept}.stats.json").exists()
-    sft_chain = {"train_run": 1, "mg2hf_stage": 1, "eval_stage": 1, "contamination": 1, **REPORT}
+    sft_chain = {"train_stage": 1, "mg2hf_stage": 1, "eval_stage": 1, "contamination": 1, **REPORT}
     # sft_b's de-dup ran after sft_a's records: without them its processed data changes
-    assert plan(workdir, "two-no-sft_a") == {"udatasets_shard": 1, "udatasets_clean": 1, "tokenize_sft_dataset": 1,
+    assert plan(workdir, "two-no-sft_a") == {"udatasets_shard": 1, "udatasets_gather": 1, "tokenize_sft_dataset": 1,
                                              **sft_chain}
     assert plan(workdir, "two-no-sft_b") == sft_chain  # sft_a came first: its data stays as it was

@@ -16,8 +16,8 @@ pytestmark = pytest.mark.workflow
 def test_full_plan_has_every_step(demo_workdir):
     jobs = planned_jobs(snakemake(demo_workdir, "-n", "-F", "--config", "experiments=[demo]"))
     # three CPT datasets (one per source) and one SFT dataset
-    assert jobs == {"prepare_base_model": 1, "prepare_raw_data": 4, "udatasets_shard": 4, "udatasets_clean": 4,
-                    "tokenize_cpt_dataset": 3, "tokenize_sft_dataset": 1, "hf2mg_base": 1, "train_run": 2,
+    assert jobs == {"prepare_base_model": 1, "prepare_raw_data": 4, "udatasets_shard": 4, "udatasets_gather": 4,
+                    "tokenize_cpt_dataset": 3, "tokenize_sft_dataset": 1, "hf2mg_base": 1, "train_stage": 2,
                     "mg2hf_stage": 2, "eval_stage": 3, "contamination": 1, "report_experiment": 1,
                     "report_feedback": 1, "report_compare": 1, "all": 1}
 
@@ -25,7 +25,7 @@ def test_full_plan_has_every_step(demo_workdir):
 def test_cpt_off_trains_sft_from_base(demo_workdir):
     proc = snakemake(demo_workdir, "-n", "--config", "experiments=[cpt_off]")
     jobs = planned_jobs(proc)
-    assert jobs["train_run"] == 1 and jobs["eval_stage"] == 2 and jobs["mg2hf_stage"] == 1
+    assert jobs["train_stage"] == 1 and jobs["eval_stage"] == 2 and jobs["mg2hf_stage"] == 1
     assert "--init datapool/experiments/cpt_off/model/mg/base" in proc.stdout
     assert "cpt_checkpoints" not in proc.stdout
 
@@ -33,14 +33,14 @@ def test_cpt_off_trains_sft_from_base(demo_workdir):
 def test_sft_off_ends_at_cpt_eval(demo_workdir):
     proc = snakemake(demo_workdir, "-n", "--config", "experiments=[sft_off]")
     jobs = planned_jobs(proc)
-    assert jobs["train_run"] == 1 and jobs["mg2hf_stage"] == 1 and jobs["eval_stage"] == 2
+    assert jobs["train_stage"] == 1 and jobs["mg2hf_stage"] == 1 and jobs["eval_stage"] == 2
     assert "sft_checkpoints" not in proc.stdout
 
 
 def test_target_train_sft_builds_only_what_sft_needs(demo_workdir):
     jobs = planned_jobs(snakemake(demo_workdir, "-n", "-F", "train_sft", "--config", "experiments=[demo]"))
     assert "eval_stage" not in jobs and "mg2hf_stage" not in jobs and "report_experiment" not in jobs
-    assert jobs["train_run"] == 2  # SFT continues from CPT
+    assert jobs["train_stage"] == 2  # SFT continues from CPT
 
 
 def test_lint_is_clean(demo_workdir):
@@ -59,7 +59,7 @@ def test_snakefiles_are_snakefmt_formatted():
 def test_rulegraph_draws(demo_workdir):
     graph = snakemake(demo_workdir, "--rulegraph", "--config", "experiments=[demo]").stdout
     svg = subprocess.run(["dot", "-Tsvg"], input=graph, capture_output=True, text=True, check=True).stdout
-    assert "<svg" in svg and "train_run" in svg
+    assert "<svg" in svg and "train_stage" in svg
 
 
 def test_config_typo_stops_before_any_job(demo_workdir):

@@ -154,7 +154,7 @@ def test_config_change_reruns_only_that_step_and_dependents(demo_run, demo_workd
         proc = snakemake(demo_workdir, "-n", "--config", "experiments=[demo]")
     finally:
         path.write_text(original)
-    assert planned_jobs(proc) == {"train_run": 1, "mg2hf_stage": 1, "eval_stage": 1, "report_experiment": 1,
+    assert planned_jobs(proc) == {"train_stage": 1, "mg2hf_stage": 1, "eval_stage": 1, "report_experiment": 1,
                                   "report_feedback": 1, "report_compare": 1, "all": 1}
     assert "Params have changed since last execution" in proc.stdout + proc.stderr
 

@@ -85,9 +85,9 @@ def test_external_converters_run_in_the_workflow_and_their_scripts_are_inputs(wo
         script.write("# a user's edit\n")
     plan = planned_jobs(convert(workdir, "-n"))
     assert plan.get("mg2hf_stage") == 1
-    assert "hf2mg_base" not in plan and "train_run" not in plan
+    assert "hf2mg_base" not in plan and "train_stage" not in plan
 
     with open(workdir / "converters" / "import.py", "a") as script:
         script.write("# a user's edit\n")
     plan = planned_jobs(convert(workdir, "-n"))
-    assert (plan.get("hf2mg_base"), plan.get("train_run"), plan.get("mg2hf_stage")) == (1, 1, 1)
+    assert (plan.get("hf2mg_base"), plan.get("train_stage"), plan.get("mg2hf_stage")) == (1, 1, 1)

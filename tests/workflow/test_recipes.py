@@ -47,7 +47,7 @@ def plan(dry_run) -> str:
 
 def test_every_step_of_both_recipes_is_planned(dry_run):
     jobs = planned_jobs(dry_run)
-    per_recipe = {"prepare_base_model": 1, "hf2mg_base": 1, "train_run": 2, "mg2hf_stage": 2, "eval_stage": 3,
+    per_recipe = {"prepare_base_model": 1, "hf2mg_base": 1, "train_stage": 2, "mg2hf_stage": 2, "eval_stage": 3,
                   "report_experiment": 1}
     for rule, count in per_recipe.items():
         assert jobs.get(rule) == count * len(RECIPES), (rule, jobs)
@@ -57,9 +57,9 @@ def test_every_step_of_both_recipes_is_planned(dry_run):
 
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_training_jobs_ask_slurm_for_what_the_recipe_says(plan, recipe):
-    for kind, file_name in (("cpt", "4.train_cpt.yaml"), ("sft", "7.train_sft.yaml")):
+    for stage, file_name in (("cpt", "4.train_cpt.yaml"), ("sft", "7.train_sft.yaml")):
         step = step_yaml(recipe, file_name)
-        (job,) = [j for j in jobs_of(plan, "train_run") if j["wildcards"] == {"exp": recipe, "kind": kind}]
+        (job,) = [j for j in jobs_of(plan, "train_stage") if j["wildcards"] == {"exp": recipe, "stage": stage}]
         request = step["slurm"]
         assert {k: job["resources"][k] for k in ("nodes", "gres", "mem_mb", "runtime", "slurm_partition")} == {
             "nodes": str(request["nodes"]), "gres": f"gpu:{request['gpus_per_node']}",

@@ -98,7 +98,7 @@ def test_a_killed_job_is_redone_with_everything_after_it(copied_demo: Path):
     assert prefixes and all(not (copied_demo / f"{prefix}_text_document.bin").exists() for prefix in prefixes)
 
     jobs = planned_jobs(snakemake(copied_demo, "-n", *EXPERIMENT))
-    assert jobs == {"tokenize_cpt_dataset": 3, "train_run": 2, "mg2hf_stage": 2, "eval_stage": 2,
+    assert jobs == {"tokenize_cpt_dataset": 3, "train_stage": 2, "mg2hf_stage": 2, "eval_stage": 2,
                     "report_experiment": 1, "report_feedback": 1, "report_compare": 1, "all": 1}
 
 

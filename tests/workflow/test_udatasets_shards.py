@@ -99,7 +99,7 @@ def test_dedup_reaches_across_datasets_and_the_stats_add_up(runs):
 def test_token_filter_makes_the_base_model_an_input(tmp_path):
     workdir = make_workdir(tmp_path, 2)
     plain = planned_jobs(snakemake(workdir, "-n", "udatasets", "--config", f"experiments=[{EXP}]"))
-    assert plain == {"prepare_raw_data": 3, "udatasets_shard": 6, "udatasets_clean": 3, "udatasets": 1}
+    assert plain == {"prepare_raw_data": 3, "udatasets_shard": 6, "udatasets_gather": 3, "udatasets": 1}
     settings_file = workdir / f"config/experiments/{EXP}/steps/1.udatasets.yaml"
     write_yaml(settings_file, {**yaml.safe_load(settings_file.read_text()), "max_tokens": 4096})
     proc = snakemake(workdir, "-n", "udatasets", "--config", f"experiments=[{EXP}]")
