@@ -26,7 +26,7 @@ from pathlib import Path
 
 from llmrunner.cli import parse_settings, run_main
 from llmrunner.jsonl import resolve_inputs
-from llmrunner.udatasets.core import map_and_gather, gather_shards, write_shard
+from llmrunner.udatasets.core import gather_shards, map_and_gather, write_shard
 from llmrunner.udatasets.decontaminate import contamination_report, parse_dataset_arg, read_evalsets, write_report
 from llmrunner.udatasets.readers import RAW_SUFFIXES
 from llmrunner.udatasets.settings import UdatasetsSettings

@@ -10,9 +10,10 @@ exactly one of three places, so the stats add up: the kept data, the rejects (wi
 the duplicates (naming the kept record it matched). Memory is bounded by the de-dup index (per kept
 record: 16 bytes of hash, its signature when near de-dup is on, and its location).
 
-Three ways to run it, with the same output: everything in one process (`map_and_gather`, the map and gather sides one after the other), or map jobs
-(`write_shard`, shard i of n) and one gather job per dataset (`gather_shards`). A map job may find no record
-(more shards than records); a dataset that keeps none stops its gather (`require_records`).
+Three ways to run it, with the same output: everything in one process (`map_and_gather`: the map side, then
+the gather side), or map jobs (`write_shard`, shard i of n) and one gather job per dataset (`gather_shards`).
+A map job may find no record (more shards than records); a dataset that keeps none stops its gather
+(`require_records`).
 """
 from __future__ import annotations
 

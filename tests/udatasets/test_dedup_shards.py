@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ import pytest
 from llmrunner.errors import ConfigError, StageError
 from llmrunner.udatasets.__main__ import main
 from llmrunner.udatasets.adapters import builtin_adapter
-from llmrunner.udatasets.core import map_and_gather, gather_shards, write_shard
+from llmrunner.udatasets.core import gather_shards, map_and_gather, write_shard
 from llmrunner.udatasets.near_dup import MinHashConfig
 from llmrunner.udatasets.settings import UdatasetsSettings
 from llmrunner.udatasets.shard import RecordRules, _start_worker
@@ -107,10 +108,10 @@ def test_near_duplicates_at_the_configured_threshold(tmp_path):
     assert exact_only["duplicates"] == {"exact": 0, "near": 0}
 
 
-def test_a_duplicate_always_names_a_kept_record_and_repeats_cost_no_signature(tmp_path):
+def test_a_duplicate_always_names_a_kept_record_and_repeats_cost_only_their_hash(tmp_path):
     raw = write_jsonl(tmp_path / "a.jsonl", [{"text": words(0, 20)}, {"text": words(0, 19, ["x"])},
-                                             {"text": words(0, 19, ["x"])}])
-    rules = RecordRules(builtin_adapter("text"), minhash=NEAR)
+                                             {"text": words(0, 19, ["x"]) + "\n"}])
+    rules = RecordRules(builtin_adapter("text"), minhash=NEAR, drop_repeats=True)
     for dedup in ("exact", "none"):
         map_and_gather([raw], tmp_path / f"{dedup}.jsonl", rules, dedup=dedup)
         duplicates = read_jsonl(tmp_path / f"{dedup}.duplicates.jsonl")
@@ -118,8 +119,43 @@ def test_a_duplicate_always_names_a_kept_record_and_repeats_cost_no_signature(tm
         assert [(d["line"], d["kind"], d["duplicate_of"]["line"]) for d in duplicates] == [(2, "near", 1),
                                                                                           (3, "near", 1)]
     write_shard([raw], tmp_path / "s.jsonl", rules, "a", 0, 1)
-    metas = [json.loads(line.split(b"\t")[0]) for line in (tmp_path / "s.jsonl").read_bytes().splitlines()[1:-1]]
-    assert [m["m"] is None for m in metas] == [False, False, True]
+    lines = [line.split(b"\t") for line in (tmp_path / "s.jsonl").read_bytes().splitlines()[1:-1]]
+    metas = [json.loads(meta) for meta, _ in lines]
+    # the repeat: its hash (that of line 2) and whether cleaning changed it, no signature, no record
+    assert metas[2] == {"s": "d", "f": 0, "n": 3, "c": 1, "h": metas[1]["h"]} and lines[2][1] == b""
+    assert [m["s"] for m in metas] == ["k", "k", "d"] and None not in (metas[0]["m"], metas[1]["m"])
+    with pytest.raises(StageError, match="de-dup is off in the gather but was on in the map jobs"):
+        gather_shards([tmp_path / "s.jsonl"], tmp_path / "a.jsonl", dedup="none")
+
+
+def test_dropping_repeats_in_the_map_job_changes_no_output(tmp_path, word_tokenizer):
+    """Repeats of every kind, with and without the filters that read a record's contents as they are: the outputs
+    are the bytes they are when every record is checked in full."""
+    raw = write_jsonl(tmp_path / "raw" / "a.jsonl", [
+        {"text": words(0, 20), "id": 1},                 # 1 kept
+        {"text": words(0, 20), "id": 2},                 # 2 exact duplicate of 1 (a repeat: its hash alone)
+        {"text": words(0, 20), "id": float("nan")},      # 3 not_json_serialisable: the rest must encode too
+        {"text": words(0, 3)},                           # 4 too_few_tokens
+        {"text": words(0, 3)},                           # 5 too_few_tokens again (never kept: checked in full)
+        {"text": words(30, 8).replace(" ", "  ", 1)},    # 6 kept
+        {"text": words(30, 8)},                          # 7 exact duplicate of 6 (other spacing: checked in full)
+        {"text": words(0, 19, ["x"])},                   # 8 near duplicate of 1
+        {"text": words(0, 19, ["x"]) + "  "},            # 9 near duplicate of 1 (a repeat of 8)
+        {"text": "\ud800 " + words(50, 6)},              # 10 invalid_unicode
+        {"text": "\ud800 " + words(50, 6)},              # 11 invalid_unicode
+    ])
+    for settings in ({"near_dedup": True, "near_shingle_words": 1, "near_threshold": 0.7},
+                     {"near_dedup": True, "near_shingle_words": 1, "near_threshold": 0.7, "min_tokens": 4}):
+        results = []
+        for drop in (True, False):
+            out = tmp_path / f"{drop}" / "d.jsonl"
+            rules = UdatasetsSettings.from_dict(settings).record_rules("cpt", "d", word_tokenizer)
+            assert rules.drop_repeats
+            map_and_gather([raw], out, replace(rules, drop_repeats=drop))
+            results.append(outputs(out.parent, "d"))
+        assert results[0] == results[1]
+        stats = json.loads(results[0]["d.stats.json"])
+        assert stats["duplicates"] == {"exact": 2 if "min_tokens" in settings else 3, "near": 2}
 
 
 def test_token_filters_count_with_the_base_model_tokenizer(tmp_path, word_tokenizer):
