@@ -1,4 +1,5 @@
-"""Benchmark tokenize cpt against Megatron's reference writer and the raw `tokenizers` ceiling.
+"""Benchmark tokenize cpt against Megatron's reference writer and the raw `tokenizers` ceiling (HF's
+encode_batch_fast alone; ours encodes with tokie where it gives the same ids: llmrunner/tokenize/fast.py).
 
     .venv/bin/python bench/bench_tokenize.py [--repeats 3] [--copies 4] [--workers 1 2]
 
@@ -104,7 +105,7 @@ def run(repeats: int, copies: int, worker_counts: list[int]) -> dict:
         row["speedup_vs_reference"] = peers["reference"] / row["wall_s"]
         row["fraction_of_ceiling"] = peers["ceiling"] / row["wall_s"]
     # Other work on the machine skews every figure: the 1-minute load average before and after says how much.
-    return {**environment(("tokenizers", "transformers", "megatron-core", "torch", "numpy")),
+    return {**environment(("tokenizers", "tokie", "transformers", "megatron-core", "torch", "numpy")),
             "load_before": load_before, "load_after": os.getloadavg()[0], "repeats": repeats,
             "inputs": sizes, "rows": rows}
 

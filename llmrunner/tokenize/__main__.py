@@ -25,13 +25,13 @@ from llmrunner.jsonl import resolve_inputs
 from llmrunner.tokenize.core import (
     CPT_SUMMED,
     Shard,
-    configure_threads,
     merge_shards,
     require_tokens,
     tokenize_cpt,
 )
 from llmrunner.tokenize.settings import TokenizeCptSettings, TokenizeSftSettings
 from llmrunner.tokenize.sft import SFT_SUMMED, require_conversations, tokenize_sft
+from llmrunner.tokenizer import configure_threads
 
 
 def main(argv: list[str] | None = None) -> None:

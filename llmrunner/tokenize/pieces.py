@@ -25,6 +25,8 @@ import re
 from collections.abc import Iterator
 from typing import NamedTuple
 
+from llmrunner.tokenize.fast import BatchIds
+
 log = logging.getLogger(__name__)
 
 PIECE_CHARS = 1 << 15  # a piece's length, about; several fit in one encode batch, for the thread pool
@@ -113,9 +115,9 @@ class PieceEncoder:
     """`tokenizer(text)["input_ids"]` of CPT documents, one longer than `longer_than` in pieces: the pieces' ids,
     concatenated and surrounded by what the post-processor adds to a whole text, are the whole document's."""
 
-    def __init__(self, backend, longer_than: int) -> None:
-        # encode_batch_fast skips the offsets; add_special_tokens=True is what tokenizer(text) does.
-        self.encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
+    def __init__(self, backend, longer_than: int, encode: BatchIds) -> None:
+        # encode(texts, add_special_tokens): the backend's ids (fast.py); True is what tokenizer(text) does.
+        self.encode = encode
         self.longer_than = longer_than
         around = special_tokens_around(backend)
         self.splitter = Splitter(backend) if around is not None else None
@@ -135,13 +137,13 @@ class PieceEncoder:
         post-processor puts before the document (first piece) or after it (last piece)."""
         whole = [piece.text for piece in batch if piece.first and piece.last]
         parts = [piece.text for piece in batch if not (piece.first and piece.last)]
-        whole_ids = iter(self.encode(whole, add_special_tokens=True) if whole else ())
-        part_ids = iter(self.encode(parts, add_special_tokens=False) if parts else ())
+        whole_ids = iter(self.encode(whole, True) if whole else ())
+        part_ids = iter(self.encode(parts, False) if parts else ())
         out = []
         for piece in batch:
             if piece.first and piece.last:
-                out.append(next(whole_ids).ids)
+                out.append(next(whole_ids))
             else:
-                out.append((self.prefix if piece.first else []) + next(part_ids).ids
+                out.append((self.prefix if piece.first else []) + next(part_ids)
                            + (self.suffix if piece.last else []))
         return out

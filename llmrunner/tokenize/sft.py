@@ -38,11 +38,10 @@ from llmrunner.tokenize.core import (
     dataset_prefix,
     input_progress,
     iter_field,
-    literal_backend,
-    load_tokenizer,
     write_stats,
 )
 from llmrunner.tokenize.pieces import Splitter
+from llmrunner.tokenizer import literal_backend, load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +50,7 @@ SENTINEL = re.compile("\ue000(\\d+)\ue001")  # Private Use Area: no real text or
 
 
 @dataclass
-class Layout:
+class RenderedChat:
     """A rendered conversation: its text, cut into plain-text pieces and the template's special tokens."""
 
     text: str
@@ -88,7 +87,7 @@ class ChatEncoder:
             raise StageError(f"{where}: the chat template of {self.source} refused this conversation: "
                              f"{err}; fix or drop it") from err
 
-    def layout(self, messages: list[dict], train_on: str, where: str) -> Layout:
+    def rendered(self, messages: list[dict], train_on: str, where: str) -> RenderedChat:
         """Render `messages` and locate the template's special tokens and the target contents."""
         masked = [{**m, "content": f"\ue000{i}\ue001"} for i, m in enumerate(messages)]
         skeleton = self.render(masked, where)
@@ -134,18 +133,18 @@ class ChatEncoder:
                              f"rendering (for example strips it), so SFT cannot locate the assistant text; "
                              f"clean the content (e.g. strip leading newlines) or use a template that "
                              f"inserts content verbatim")
-        return Layout(text, _merge_plain(pieces), targets, target_specials)
+        return RenderedChat(text, _merge_plain(pieces), targets, target_specials)
 
-    def encode(self, layouts: list[Layout], limit: int | None = None) -> list[tuple[list[int], list[int]]]:
-        """Token ids and loss mask of each laid-out conversation (one batch call to the Rust tokenizer). With
+    def encode(self, chats: list[RenderedChat], limit: int | None = None) -> list[tuple[list[int], list[int]]]:
+        """Token ids and loss mask of each rendered conversation (one batch call to the Rust tokenizer). With
         `limit`, a conversation's ids end soon after they pass `limit` (the caller cuts there anyway): a plain
         text longer than a batch is encoded in pieces (pieces.py), only as far as the limit."""
         short = [[(s, e) for s, e, special in lay.pieces if special is None and e - s <= BATCH_CHARS]
-                 for lay in layouts]
-        encodings = iter(self.backend.encode_batch([lay.text[s:e] for lay, spans in zip(layouts, short)
+                 for lay in chats]
+        encodings = iter(self.backend.encode_batch([lay.text[s:e] for lay, spans in zip(chats, short)
                                                     for s, e in spans], add_special_tokens=False))
         out = []
-        for lay, spans in zip(layouts, short):
+        for lay, spans in zip(chats, short):
             encoded = {start: next(encodings) for start, _ in spans}  # by the plain text's start
             ids: list[int] = []
             mask: list[int] = []
@@ -219,9 +218,9 @@ def tokenize_sft(inputs: list[Path], tokenizer_dir: Path, out_prefix: Path, max_
           input_progress(inputs, shard, ranges, f"tokenize sft {out_prefix.name}", "conversations") as progress):
         conversations = iter_field(inputs, "messages", list, ranges)
         for batch in batched(conversations, BATCH_CONVERSATIONS, BATCH_CHARS, content_chars):
-            layouts = [encoder.layout(check_messages(where, msgs), train_on, where) for where, msgs in batch]
+            chats = [encoder.rendered(check_messages(where, msgs), train_on, where) for where, msgs in batch]
             kept_ids, kept_masks = [], []
-            for ids, mask in encoder.encode(layouts, limit=max_tokens):
+            for ids, mask in encoder.encode(chats, limit=max_tokens):
                 seen += 1
                 cut = len(ids) > max_tokens
                 if cut and overlong == "drop":

@@ -51,3 +51,32 @@ def deepseek_tokenizer_dir(tmp_path_factory) -> Path:
     PreTrainedTokenizerFast(tokenizer_file=str(path), bos_token="<｜begin▁of▁sentence｜>",
                             eos_token="<｜end▁of▁sentence｜>").save_pretrained(out)
     return out
+
+
+# Qwen2/Qwen3's pre-tokenizer regex (their tokenizer.json's Split pattern).
+QWEN_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+"
+              r"|\s+(?!\S)|\s+")
+
+
+@pytest.fixture(scope="session")
+def large_bpe_tokenizer_dir(tmp_path_factory) -> Path:
+    """A real 50,000-token byte-level BPE laid out as Qwen3's (NFC, Qwen's regex split, merges ignored for a word
+    in the vocabulary, special tokens and non-special added ones), trained on the demo text (~6 s): the stand-in
+    tokenizers of llmrunner.prepare.real_shapes only pad the demo's 8k BPE, and no Qwen tokenizer is offline."""
+    from tokenizers import AddedToken, Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from llmrunner.prepare.tiny_model import DEMO_CORPUS, SPECIAL_TOKENS, corpus_texts
+
+    tok = Tokenizer(models.BPE(ignore_merges=True))
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(QWEN_REGEX), "isolated"),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    trainer = trainers.BpeTrainer(vocab_size=50_000, min_frequency=2, special_tokens=SPECIAL_TOKENS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(corpus_texts([REPO / path for path in DEMO_CORPUS], 5_000_000), trainer=trainer)
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in ("<think>", "</think>")])
+    out = tmp_path_factory.mktemp("large_bpe")
+    PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=SPECIAL_TOKENS[0],
+                            additional_special_tokens=SPECIAL_TOKENS[1:]).save_pretrained(out)
+    return out

@@ -10,8 +10,9 @@ import pytest
 from llmrunner.errors import ConfigError, StageError
 from llmrunner.indexed import token_dtype
 from llmrunner.tokenize.__main__ import main
-from llmrunner.tokenize.core import load_tokenizer, tokenize_cpt
+from llmrunner.tokenize.core import tokenize_cpt
 from llmrunner.tokenize.settings import TokenizeCptSettings
+from llmrunner.tokenizer import load_text_tokenizer, load_tokenizer
 from tests.tokenize.huge_doc import huge_text
 from tests.tokenize.reference_writer import megatron_indexed_dataset, write_reference
 from tests.tokenize.samples import DOCS, VARIED, assert_identical, write_docs
@@ -72,11 +73,13 @@ def long_documents() -> list[str]:
 def test_documents_longer_than_a_batch_are_encoded_in_pieces_byte_identical(request, tmp_path, small_pieces,
                                                                             tokenizer):
     from llmrunner.tokenize import core
+    from llmrunner.tokenize.fast import hf_ids
     from llmrunner.tokenize.pieces import PieceEncoder
 
     folder = request.getfixturevalue("tiny_tokenizer_dir" if tokenizer == "demo" else "deepseek_tokenizer_dir")
     texts = long_documents()
-    encoder = PieceEncoder(core.load_text_tokenizer(folder).backend, core.BATCH_CHARS)
+    backend = load_text_tokenizer(folder).backend
+    encoder = PieceEncoder(backend, core.BATCH_CHARS, hf_ids(backend))
     assert sum(1 for _ in encoder.pieces(iter(texts))) > 100
     data = write_docs(tmp_path / "docs.jsonl", texts)
     stats = tokenize_cpt([data], folder, tmp_path / "ours")
@@ -142,6 +145,20 @@ def test_text_spelling_a_special_token_stays_literal(tiny_tokenizer_dir, tmp_pat
     tok = load_tokenizer(tiny_tokenizer_dir)
     assert ids[-1] == tok.eos_token_id and 0 not in ids[:-1] and 2 not in ids
     assert tok.decode(ids[:-1]) == "a <|im_end|> b <|endoftext|>"
+
+
+def test_token_filter_counts_what_tokenize_writes(tiny_tokenizer_dir, tmp_path):
+    """udatasets' token-length filters load the tokenizer as tokenize does (llmrunner.tokenizer): a CPT
+    document's count is the ids tokenize writes for it, less the eod, special-token spellings included."""
+    from llmrunner.udatasets.tokens import TokenCounter
+
+    texts = [t for t in VARIED if t] + ["a <|im_end|> b <|endoftext|>", "<|im_start|>user"]
+    data = write_docs(tmp_path / "docs.jsonl", texts)
+    tokenize_cpt([data], tiny_tokenizer_dir, tmp_path / "out")
+    ds = megatron_indexed_dataset().IndexedDataset(str(tmp_path / "out_text_document"))
+    assert TokenCounter(tiny_tokenizer_dir).count(texts) == [len(seq) - 1 for seq in ds]
+    with pytest.raises(StageError, match="none loads from .*no-model.*or set min_tokens and max_tokens to null"):
+        TokenCounter(tmp_path / "no-model")
 
 
 def test_large_vocabulary_switches_to_int32(big_vocab_tokenizer_dir, tmp_path):

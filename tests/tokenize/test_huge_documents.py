@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from llmrunner.indexed import read_index
-from llmrunner.tokenize.core import load_text_tokenizer, load_tokenizer
+from llmrunner.tokenizer import load_text_tokenizer, load_tokenizer
 from tests.paths import REPO
 from tests.tokenize.huge_doc import huge_text
 

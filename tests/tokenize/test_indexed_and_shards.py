@@ -15,12 +15,11 @@ from llmrunner.tokenize.__main__ import main
 from llmrunner.tokenize.core import (
     CPT_SUMMED,
     Shard,
-    load_text_tokenizer,
-    load_tokenizer,
     merge_shards,
     tokenize_cpt,
 )
 from llmrunner.tokenize.sft import SFT_SUMMED, tokenize_sft
+from llmrunner.tokenizer import load_text_tokenizer, load_tokenizer
 from tests.tokenize.reference_writer import megatron_indexed_dataset, write_reference
 from tests.tokenize.samples import EDGY, MULTI_TURN, VARIED, assert_identical, chat, write_chats, write_docs
 
@@ -176,7 +175,7 @@ def test_tokenizer_without_a_plain_class_loads_through_transformers(tiny_tokeniz
     config = json.loads((folder / "tokenizer_config.json").read_text())
     del config["tokenizer_class"]
     (folder / "tokenizer_config.json").write_text(json.dumps(config))
-    from llmrunner.tokenize import core
+    from llmrunner import tokenizer
 
     loaded_by_transformers = []
 
@@ -184,7 +183,7 @@ def test_tokenizer_without_a_plain_class_loads_through_transformers(tiny_tokeniz
         loaded_by_transformers.append(path)
         return load_tokenizer(path)
 
-    monkeypatch.setattr(core, "load_tokenizer", recorded)
+    monkeypatch.setattr(tokenizer, "load_tokenizer", recorded)
     fast, slow = load_text_tokenizer(tiny_tokenizer_dir), load_text_tokenizer(folder)
     assert loaded_by_transformers == [folder]  # only the folder without a plain tokenizer_class
     assert (fast.eos_id, fast.vocab_size) == (slow.eos_id, slow.vocab_size)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
 
-from llmrunner.tokenize.core import load_text_tokenizer
 from llmrunner.tokenize.pieces import Splitter, special_tokens_around
+from llmrunner.tokenizer import load_text_tokenizer
 from tests.tokenize.huge_doc import huge_text
 
 TEXT_CHARS = 400_000

@@ -10,9 +10,9 @@ import pytest
 
 from llmrunner.errors import ConfigError, StageError
 from llmrunner.tokenize.__main__ import main
-from llmrunner.tokenize.core import load_tokenizer
 from llmrunner.tokenize.settings import TokenizeSftSettings
 from llmrunner.tokenize.sft import ChatEncoder, tokenize_sft
+from llmrunner.tokenizer import load_tokenizer
 from tests.tokenize.huge_doc import huge_text
 from tests.tokenize.reference_writer import megatron_indexed_dataset
 from tests.tokenize.samples import EDGY, MULTI_TURN, chat, write_chats
@@ -112,10 +112,10 @@ def test_template_that_rewrites_content_is_an_error(tiny_tokenizer_dir, tmp_path
     tok = load_tokenizer(tiny_tokenizer_dir)
     tok.chat_template = "{% for m in messages %}<|im_start|>{{ m['content'] | trim }}<|im_end|>{% endfor %}"
     with pytest.raises(StageError, match="changes message content"):
-        ChatEncoder(tok).layout(chat(("user", " padded "), ("assistant", "x")), "all_assistant", "c.jsonl, line 1")
+        ChatEncoder(tok).rendered(chat(("user", " padded "), ("assistant", "x")), "all_assistant", "c.jsonl, line 1")
     tok.chat_template = "{{ raise_exception('roles must alternate') }}"
     with pytest.raises(StageError, match="c.jsonl, line 1: .*refused this conversation: roles must alternate"):
-        ChatEncoder(tok).layout(chat(("user", "a"), ("assistant", "x")), "all_assistant", "c.jsonl, line 1")
+        ChatEncoder(tok).rendered(chat(("user", "a"), ("assistant", "x")), "all_assistant", "c.jsonl, line 1")
     tok.chat_template = None
     with pytest.raises(StageError, match="no chat template"):
         ChatEncoder(tok)
