@@ -8,8 +8,10 @@ tokens of the demo corpus (tokenized as tokenize_cpt does), same batch, sequence
 and AdamW settings for both contenders:
 - `ours`: `python -m llmrunner.train cpt ...`, the real entry point; per-step tokens/s from its metrics.jsonl;
 - `plain`: HF Qwen3ForCausalLM from the same HF folder, torch.optim.AdamW, gradient clipping, the same
-  token file read as consecutive windows; per-step tokens/s timed the same way (batch + step).
-Each run is a fresh process; runs alternate (the order rotating every repeat) so machine load hits both
+  token file read as consecutive windows; per-step tokens/s timed the same way (batch + step);
+- `plain_heap`: the same loop with glibc's malloc set through its environment as our entry point sets it
+  in-process (llmrunner.megatron.cpu_compat.keep_freed_memory): the loop against the loop, allocator aside.
+Each run is a fresh process; runs alternate (the order rotating every repeat) so machine load hits all
 alike. The table gives, per contender, the median and best over repeats of each run's median step
 tokens/s (steps after --skip), and the peak memory (PSS) of the run's process tree (sampled every 50 ms).
 
@@ -35,7 +37,10 @@ from pathlib import Path
 
 from harness import REPO, environment, measure, save_result
 
-CONTENDERS = ("ours", "plain")
+CONTENDERS = ("ours", "plain", "plain_heap")
+# plain_heap's environment: glibc's malloc takes large blocks from its heap and keeps what is freed, the settings
+# cpu_compat.keep_freed_memory makes with mallopt in our training processes (2**40: a trim threshold never reached).
+KEEP_FREED_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**40)}
 CORPUS_DOCS = 1500  # the first documents of the demo corpus: ~0.6 M tokens, more than any run reads
 # The demo's CPT step (config/experiments/demo/steps/4.train_cpt.yaml), no validation, saves only at the end.
 HPARAMS = {"seq_length": 256, "micro_batch_size": 8, "global_batch_size": 8, "lr": 2.0e-3, "min_lr": 2.0e-3,
@@ -141,12 +146,14 @@ def run_cpu(repeats: int, steps: int, skip: int, threads: int) -> dict:
         work = Path(tmp)
         hf, mg, prefix = prepare(work)
         for repeat in range(repeats):
-            order = CONTENDERS[repeat % 2:] + CONTENDERS[:repeat % 2]
+            shift = repeat % len(CONTENDERS)
+            order = CONTENDERS[shift:] + CONTENDERS[:shift]
             for contender in order:
                 out = work / f"{contender}_{repeat}"
                 out.mkdir()
                 _, peak = measure(command(contender, hf, mg, prefix, steps, threads, out),
-                                  {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(threads)})
+                                  {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(threads),
+                                   **(KEEP_FREED_ENV if contender == "plain_heap" else {})})
                 metrics = out / "logs/metrics.jsonl" if contender == "ours" else out / "steps.jsonl"
                 rates = step_rates(metrics, skip)
                 runs[contender].append({"tokens_per_s": statistics.median(rates), "peak_pss": peak, "steps": rates})
@@ -169,8 +176,8 @@ def print_cpu_table(result: dict) -> None:
         rates = [r["tokens_per_s"] for r in runs]
         print(f"| {contender} | {statistics.median(rates):,.0f} | {max(rates):,.0f} | "
               f"{max(r['peak_pss'] for r in runs) / 2**20:,.0f} |")
-    ours, plain = (statistics.median(r["tokens_per_s"] for r in result["runs"][c]) for c in CONTENDERS)
-    print(f"\nours / plain: {ours / plain:.2f}")
+    ours, plain, plain_heap = (statistics.median(r["tokens_per_s"] for r in result["runs"][c]) for c in CONTENDERS)
+    print(f"\nours / plain: {ours / plain:.2f}; ours / plain_heap: {ours / plain_heap:.2f}")
 
 
 def run_gpu(steps: int, skip: int, seq_length: int, micro_batch: int, peak_flops: float | None) -> dict | None:

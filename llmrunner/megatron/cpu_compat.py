@@ -9,9 +9,14 @@ on a GPU nothing here is touched.
 
 Megatron's optimizer and gradient clipping also assert tensor type names such as
 'torch.cuda.FloatTensor'; under the same mode, `Tensor.type()` reports the CUDA name.
+
+Two settings for speed on a CPU, neither of which changes a number: the cross-entropy's row maximum without the
+indices nobody reads, and (`keep_freed_memory`, called by the training entry point) a C allocator that keeps the
+memory a step frees for the next step (bench/README.md, bench_train.py).
 """
 from __future__ import annotations
 
+import ctypes
 import functools
 import os
 from collections.abc import MutableMapping
@@ -99,16 +104,25 @@ def _patch_torch_cuda() -> None:
     torch.cuda.manual_seed = torch.manual_seed
 
 
+def _logits_max(vocab_parallel_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """megatron's VocabParallelCrossEntropy.calculate_logits_max with amax: the same maximum, without the argmax
+    that torch.max(dim=) also computes (half the time of that [tokens, vocabulary] pass on a CPU)."""
+    vocab_parallel_logits = vocab_parallel_logits.float()
+    return vocab_parallel_logits, torch.amax(vocab_parallel_logits, dim=-1)
+
+
 def _patch_megatron() -> None:
     import megatron.core.fusions.fused_softmax as fused_softmax
     import megatron.core.transformer.utils as transformer_utils
     from megatron.core.tensor_parallel import random as mp_random
+    from megatron.core.tensor_parallel.cross_entropy import VocabParallelCrossEntropy
 
     # Both modules bind get_default_causal_mask at import time, so patch both names.
     fused_softmax.get_default_causal_mask = _cpu_causal_mask
     transformer_utils.get_default_causal_mask = _cpu_causal_mask
     mp_random._get_cuda_rng_state = lambda *args, **kwargs: torch.get_rng_state()
     mp_random._set_cuda_rng_state = lambda new_state, *args, **kwargs: torch.set_rng_state(new_state)
+    VocabParallelCrossEntropy.calculate_logits_max = staticmethod(_logits_max)
 
 
 # MKL's default CPU branch (AVX-512 here) now and then switches a process, mid-run, to a kernel that rounds
@@ -122,6 +136,24 @@ def pin_mkl_branch(env: MutableMapping[str, str] = os.environ) -> None:
     """Pin MKL's code branch for reproducible CPU math. MKL reads MKL_CBWR at its first computation:
     call before any (importing torch is fine); processes started later inherit it."""
     env.setdefault("MKL_CBWR", MKL_BRANCH)
+
+
+# mallopt(3) parameters (malloc.h). By default glibc serves every block of 32 MiB or more (a step's logits and the
+# cross-entropy's exp of them: 64 MiB each in the demo step) with its own mmap and unmaps it when freed, and hands
+# the top of its heap back beyond 128 KiB free: each step then faults those pages in again, zeroed by the kernel
+# (~30 ms per 64 MiB on a 2-core VM, ~10% of the demo step; bench/README.md).
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+
+
+def keep_freed_memory() -> bool:
+    """Have glibc's malloc take large blocks from its heap and never shrink the heap, so the memory one training
+    step frees serves the next one. The process keeps its per-step peak, which it reaches every step anyway.
+    False (nothing changed) where the C library has no mallopt."""
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is None:
+        return False
+    # -1 as the trim threshold: never trim (mallopt(3)).
+    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, -1))
 
 
 def enable() -> None:

@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a hub, even when run by hand
     if not torch.cuda.is_available():
         cpu_compat.pin_mkl_branch()  # before any computation, and for every process launched below
+        cpu_compat.keep_freed_memory()  # each process its own (torchrun's workers run this too)
     settings = TrainSettings.from_dict(parse_settings(args.settings))
     nproc = processes_per_node(settings.nproc_per_node, os.environ)
     export_stop_time(settings.stop_before_time_limit)  # before launching: every process inherits it
