@@ -116,14 +116,20 @@ def test_different_ids_on_the_first_batch_send_the_job_to_hf(tmp_path, caplog):
     assert_identical(tmp_path / "ours", tmp_path / "ref")
 
 
+# Planes 4-13 hold no assigned code point (all category Cn, as the regexes class them): a sample of them is enough.
+UNASSIGNED_PLANES = range(0x40000, 0xE0000)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("tokenizer", ["tiny", "large_bpe"])
 def test_every_character_in_context_gets_hf_ids(request, tokenizer):
-    """Every code point beside a space, a letter, a digit, punctuation and a newline (minutes a tokenizer): what
-    tokie's pre-tokenizer classes otherwise than the regex (odd_characters) goes to HF, the rest matches."""
+    """Every code point (planes 4-13 sampled) beside a space, a letter, a digit, punctuation and a newline (a
+    minute or two a tokenizer): what tokie's pre-tokenizer classes otherwise than the regex (odd_characters) goes
+    to HF, the rest matches."""
     backend = load_text_tokenizer(request.getfixturevalue(f"{tokenizer}_tokenizer_dir")).backend
     encoder, hf = ExactEncoder(backend), hf_ids(backend)
-    characters = [chr(c) for c in range(sys.maxunicode + 1) if not 0xD800 <= c < 0xE000]
+    characters = [chr(c) for c in range(sys.maxunicode + 1)
+                  if not 0xD800 <= c < 0xE000 and (c not in UNASSIGNED_PLANES or c % 4096 == 0)]
     for context in (" {}", "a{}", "{}a", "1{}", "!{}", "\n{}"):
         texts = [context.format(c) for c in characters]
         for start in range(0, len(texts), 50_000):
