@@ -1,20 +1,26 @@
-"""Benchmark udatasets (exact + near de-duplication) against datatrove, or a datasketch loop without it.
+"""Benchmark udatasets (exact + near de-duplication) against rensa, datatrove or a datasketch loop.
 
-    .venv/bin/python bench/bench_udatasets.py [--repeats 3] [--copies 4] [--workers 1 2]
+    .venv/bin/python bench/bench_udatasets.py [--repeats 3] [--copies 4] [--workers 1 2] [--references rensa]
 
 The references run in their own virtual environment, never in the project's (datatrove pins other versions):
 
-    python3 -m venv /tmp/dtvenv && /tmp/dtvenv/bin/pip install datatrove orjson 'xxhash<4' regex tokenizers datasketch
+    python3 -m venv /tmp/dtvenv && /tmp/dtvenv/bin/pip install datatrove orjson 'xxhash<4' regex tokenizers \
+        datasketch rensa==0.5.0
 
-Every contender runs as its own process, timed from start to exit (start-up included), on the demo corpus
-and on it repeated --copies times (copies after the first end in a "(copy k)" line: near, not exact,
-duplicates), with each worker count. Runs are interleaved, repeat by repeat, as in bench_tokenize.py:
-only figures from the same run compare. See bench/README.md.
+Every contender runs as its own process, timed from start to exit (start-up included), with each worker count,
+on three inputs: the demo corpus; it --copies times over (exact copies: the same texts, other ids); and it
+--copies times over where each copy after the first has EDIT_RATE of its words replaced (varied copies, a fixed
+seed). Runs are interleaved, repeat by repeat, as in bench_tokenize.py: only figures from the same run compare.
+See bench/README.md.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import random
+import re
+import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,7 +31,8 @@ from harness import REPO, environment, machine_line, measure, save_result, summa
 REFERENCE_VENV = Path("/tmp/dtvenv")
 # datatrove 0.10 hashes str, which xxhash 4 refuses; regex, tokenizers, orjson: imports its dedup and jsonl blocks need
 SETUP = (f"python3 -m venv {REFERENCE_VENV} && {REFERENCE_VENV}/bin/pip install datatrove orjson 'xxhash<4' regex "
-         "tokenizers datasketch")
+         "tokenizers datasketch rensa==0.5.0")
+REFERENCES = ("datatrove", "datasketch", "rensa")
 THRESHOLD, SHINGLE_WORDS, NUM_PERM, SEED = 0.8, 5, 128, 1  # near de-dup settings, the same for every contender
 BANDS, ROWS = 15, 7  # what llmrunner.udatasets.near_dup.lsh_bands(0.8, 128) picks; datatrove needs them given
 OURS_SETTINGS = {"dedup": "exact", "near_dedup": True, "near_threshold": THRESHOLD,
@@ -117,7 +124,60 @@ def run_datasketch(input_dir: Path, work: Path) -> None:
     (work / "counts.json").write_text(json.dumps(counts))
 
 
+RENSA_BATCH = 1024  # documents per add_pairs call: rensa's batch API, as its README uses it
+
+
+def run_rensa(input_dir: Path, work: Path) -> None:
+    """The de-dup a rensa user would write, after its README: an exact hash set, then RMinHashDeduplicator (R-MinHash,
+    LSH, each candidate checked against the threshold) fed word 5-shingles in batches through add_pairs."""
+    import hashlib
+
+    from rensa import RMinHashDeduplicator
+
+    dedup = RMinHashDeduplicator(threshold=THRESHOLD, num_perm=NUM_PERM, use_lsh=True, seed=SEED)
+    seen: set[bytes] = set()
+    counts = {"kept": 0, "exact": 0, "near": 0}
+
+    def flush(batch: list[tuple[str, list[str]]], lines: list[str], kept) -> None:
+        for line, new in zip(lines, dedup.add_pairs(batch)):
+            if new:
+                kept.write(line)
+                counts["kept"] += 1
+            else:
+                counts["near"] += 1
+        batch.clear()
+        lines.clear()
+
+    with open(work / "kept.jsonl", "w", encoding="utf-8") as kept:
+        batch: list[tuple[str, list[str]]] = []
+        lines: list[str] = []
+        for path in sorted(input_dir.glob("*.jsonl")):
+            for line in open(path, encoding="utf-8"):
+                text = json.loads(line)["text"]
+                digest = hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+                if digest in seen:
+                    counts["exact"] += 1
+                    continue
+                seen.add(digest)
+                words = text.split()
+                batch.append((str(len(seen)), [" ".join(words[i:i + SHINGLE_WORDS])
+                                               for i in range(max(len(words) - SHINGLE_WORDS + 1, 1))]))
+                lines.append(line)
+                if len(batch) >= RENSA_BATCH:
+                    flush(batch, lines, kept)
+        flush(batch, lines, kept)
+    (work / "counts.json").write_text(json.dumps(counts))
+
+
 # --- the harness (project venv) ---
+
+def _children_cpu() -> float:
+    """User + system seconds of this process's finished children (and theirs, as each waited for them): the
+    difference over one measured run is its CPU time, which a machine shared with other jobs changes less than the
+    wall time."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
 
 def command(contender: str, reference_python: Path, input_dir: Path, work: Path, workers: int) -> list[str]:
     if contender == "ours":
@@ -131,21 +191,31 @@ def counts(contender: str, work: Path) -> dict[str, int]:
     if contender == "ours":
         stats = json.loads((work / "kept.stats.json").read_text())
         return {"kept": stats["kept"], **{kind: stats["duplicates"].get(kind, 0) for kind in ("exact", "near")}}
-    if contender == "datasketch":
+    if contender in ("datasketch", "rensa"):
         return json.loads((work / "counts.json").read_text())
     lines = {name: sum(sum(1 for _ in open(f, "rb")) for f in (work / name).glob("*.jsonl"))
              for name in ("kept", "exact_removed", "near_removed")}
     return {"kept": lines["kept"], "exact": lines["exact_removed"], "near": lines["near_removed"]}
 
 
+EDIT_RATE, EDIT_SEED = 0.05, 1234  # varied copies: the share of words replaced, and the seed that picks them
+_WORD = re.compile(r"\S+")
+
+
+def edited(text: str, rng: random.Random) -> str:
+    """`text` with each word replaced by a made-up one with probability EDIT_RATE (whitespace kept as it was)."""
+    return _WORD.sub(lambda m: f"edit{rng.randrange(1 << 30):x}" if rng.random() < EDIT_RATE else m.group(), text)
+
+
 def prepare(work: Path, copies: int, shards: int) -> dict[str, Path]:
-    """The demo corpus, and it --copies times, each as a folder of `shards` jsonl files (datatrove runs one
-    task per file; ours reads the files in name order, so the record order is the corpus order either way)."""
+    """The three inputs, each as a folder of `shards` jsonl files (datatrove runs one task per file; ours reads
+    the files in name order, so the record order is the corpus order either way)."""
     from llmrunner.prepare.tiny_model import DEMO_CORPUS, corpus_lines
 
     texts = [json.loads(line)["text"] for line in corpus_lines([REPO / path for path in DEMO_CORPUS])]
-    inputs = {"demo": texts, f"{copies}x": texts + [f"{text}\n\n(copy {k})" for k in range(2, copies + 1)
-                                                   for text in texts]}
+    rng = random.Random(EDIT_SEED)
+    inputs = {"demo": texts, f"{copies}x exact": texts * copies,
+              f"{copies}x varied": texts + [edited(text, rng) for _ in range(2, copies + 1) for text in texts]}
     folders = {}
     for name, docs in inputs.items():
         folder = work / f"input_{name}"
@@ -160,7 +230,7 @@ def prepare(work: Path, copies: int, shards: int) -> dict[str, Path]:
 
 
 def available(reference_python: Path, requested: list[str]) -> list[str]:
-    """The references that import in the reference venv; with none requested, datatrove, else datasketch."""
+    """The references that import in the reference venv; with none requested, the first of REFERENCES that does."""
     def imports(module: str) -> bool:
         return reference_python.exists() and subprocess.run([str(reference_python), "-c", f"import {module}"],
                                                             capture_output=True).returncode == 0
@@ -169,7 +239,7 @@ def available(reference_python: Path, requested: list[str]) -> list[str]:
         if missing:
             raise SystemExit(f"{', '.join(missing)} not importable with {reference_python}; create it with:\n{SETUP}")
         return requested
-    for name in ("datatrove", "datasketch"):
+    for name in REFERENCES:
         if imports(name):
             return [name]
     print(f"no reference found ({reference_python}): measuring ours only. For one:\n  {SETUP}")
@@ -192,24 +262,28 @@ def run(repeats: int, copies: int, worker_counts: list[int], reference_python: P
                  for name, folder in inputs.items()}
         samples: dict[tuple[str, int, str], list[tuple[float, int]]] = {}
         results: dict[tuple[str, int, str], dict[str, int]] = {}
+        cpu: dict[tuple[str, int, str], list[float]] = {}  # user + system seconds of the run's processes
         order = ["ours", *references]
         for rep in range(repeats):
             for size, folder in inputs.items():
                 for workers in worker_counts:
                     for contender in order:
-                        if contender == "datasketch" and workers != worker_counts[0]:
+                        if contender in ("datasketch", "rensa") and workers != worker_counts[0]:
                             continue  # one process: the worker count does not apply
                         out = work / f"out_{contender}_{size}_{workers}_{rep}"
                         out.mkdir()
+                        before = _children_cpu()
                         wall, peak = measure(command(contender, reference_python, folder, out, workers),
                                              {"OMP_NUM_THREADS": "1"})
+                        cpu.setdefault((size, workers, contender), []).append(_children_cpu() - before)
                         samples.setdefault((size, workers, contender), []).append((wall, peak))
                         results[(size, workers, contender)] = counts(contender, out)
-                        print(f"  repeat {rep + 1}/{repeats} {size:>5} w={workers} {contender:<10} "
-                              f"{wall:6.1f} s {peak / 2**20:7.0f} MiB {results[(size, workers, contender)]}",
+                        print(f"  repeat {rep + 1}/{repeats} {size:>10} w={workers} {contender:<10} "
+                              f"{wall:6.1f} s cpu {cpu[(size, workers, contender)][-1]:5.1f} s {peak / 2**20:7.0f} MiB "
+                              f"{results[(size, workers, contender)]}",
                               flush=True)
             order = order[1:] + order[:1]  # rotate: no contender always runs first (cold caches) or last
-    rows = summary_rows(samples, sizes, results.get)
+    rows = summary_rows(samples, sizes, lambda key: {**results[key], "cpu_s": statistics.median(cpu[key])})
     return {**environment(("numpy",), **reference_versions(reference_python, references)), "repeats": repeats,
             "inputs": sizes, "settings": OURS_SETTINGS, "rows": rows}
 
@@ -220,12 +294,13 @@ def print_table(result: dict) -> None:
         print(f"{name}: {size['bytes'] / 2**20:.1f} MiB, {size['docs']} docs")
     print(f"median of {result['repeats']} (wall time, start-up included); near de-dup: Jaccard >= {THRESHOLD} "
           f"of word {SHINGLE_WORDS}-shingles, {NUM_PERM} permutations\n")
-    head = ("input", "workers", "contender", "wall s", "docs/s", "MB/s", "peak PSS MiB", "kept", "exact dups",
+    head = ("input", "workers", "contender", "wall s", "cpu s", "docs/s", "MB/s", "peak PSS MiB", "kept", "exact dups",
             "near dups")
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
     inputs = list(result["inputs"])
     for r in sorted(result["rows"], key=lambda r: (inputs.index(r["input"]), r["workers"], r["contender"] != "ours")):
-        print(f"| {r['input']} | {r['workers']} | {r['contender']} | {r['wall_s']:.1f} | {r['docs_per_s']:,.0f} | "
+        print(f"| {r['input']} | {r['workers']} | {r['contender']} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | "
+              f"{r['docs_per_s']:,.0f} | "
               f"{r['mb_per_s']:.2f} | {r['peak_pss_mib']:,.0f} | {r['kept']:,} | {r['exact']:,} | {r['near']:,} |")
 
 
@@ -233,17 +308,17 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "datatrove":  # a reference's own process
         run_datatrove(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]))
         return
-    if len(sys.argv) > 1 and sys.argv[1] == "datasketch":
-        run_datasketch(Path(sys.argv[2]), Path(sys.argv[3]))
+    if len(sys.argv) > 1 and sys.argv[1] in ("datasketch", "rensa"):
+        (run_datasketch if sys.argv[1] == "datasketch" else run_rensa)(Path(sys.argv[2]), Path(sys.argv[3]))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3, help="runs per contender; the table shows medians")
     parser.add_argument("--copies", type=int, default=4, help="the larger input is the demo corpus this many times")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--reference-python", type=Path, default=REFERENCE_VENV / "bin" / "python",
-                        help="python of the venv that holds datatrove and/or datasketch")
-    parser.add_argument("--references", nargs="*", default=[], choices=["datatrove", "datasketch"],
-                        help="which to run (default: datatrove if it imports, else datasketch)")
+                        help="python of the venv that holds the references")
+    parser.add_argument("--references", nargs="*", default=[], choices=REFERENCES,
+                        help="which to run (default: the first of these that imports)")
     args = parser.parse_args()
     references = available(args.reference_python, args.references)
     result = run(args.repeats, args.copies, args.workers, args.reference_python, references)

@@ -14,8 +14,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import psutil
-
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -26,6 +24,8 @@ def measure(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
     Memory is PSS summed over the process and its children: a page shared by n processes counts 1/n in
     each, so a forked worker's copy-on-write pages (a pool's, a checkpoint writer's) count once, as the
     machine holds them, instead of once per process as RSS sums would."""
+    import psutil  # here, not at the top: a reference's own process imports its benchmark, not psutil
+
     env = {**os.environ, "PYTHONPATH": str(REPO), **env}
     start = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -27,8 +27,6 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import yaml
-
 from llmrunner.errors import ConfigError, StageError, first_few
 from llmrunner.jsonl import file_problem, iter_records
 from llmrunner.schemas import load_schema
@@ -266,6 +264,8 @@ def load_registry(folder: Path = EVALSETS_DIR) -> dict[str, EvalSet]:
     with one name, a bad name or a bad set is a ConfigError naming the file and the fix."""
     if not folder.is_dir():
         return {}
+    import yaml  # here: a udatasets job imports this module, and without eval sets needs no yaml (start-up time)
+
     sets: dict[str, EvalSet] = {}
     seen: dict[str, Path] = {}
     problems = []

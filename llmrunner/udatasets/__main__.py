@@ -27,7 +27,6 @@ from pathlib import Path
 from llmrunner.cli import parse_settings, run_main
 from llmrunner.jsonl import resolve_inputs
 from llmrunner.udatasets.core import gather_shards, map_and_gather, write_shard
-from llmrunner.udatasets.decontaminate import contamination_report, parse_dataset_arg, read_evalsets, write_report
 from llmrunner.udatasets.readers import RAW_SUFFIXES
 from llmrunner.udatasets.settings import UdatasetsSettings
 
@@ -72,9 +71,13 @@ def main(argv: list[str] | None = None) -> None:
     form = argv[0] if argv and argv[0] in ("shard", "gather", "contamination") else "one"
     args = parser_for(form).parse_args(argv[1:] if form != "one" else argv)
     if form == "contamination":
-        report = contamination_report([parse_dataset_arg(d) for d in args.datasets], read_evalsets(args.evalsets),
-                                      args.ngram, args.min_words)
-        write_report(report, args.out)
+        # imported here: the de-dup jobs need neither it nor the eval sets' modules (start-up time)
+        from llmrunner.udatasets import decontaminate
+
+        report = decontaminate.contamination_report([decontaminate.parse_dataset_arg(d) for d in args.datasets],
+                                                    decontaminate.read_evalsets(args.evalsets), args.ngram,
+                                                    args.min_words)
+        decontaminate.write_report(report, args.out)
         return
     settings = UdatasetsSettings.from_dict(parse_settings(args.settings))
     if form == "gather":

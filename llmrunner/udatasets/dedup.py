@@ -119,7 +119,8 @@ class Deduplicator:
     a later record with that hash is: an exact duplicate of the kept record (near de-dup alone: a near
     duplicate, similarity 1), or, when the record was a near duplicate, a near duplicate of the same kept
     record (an identical signature finds the same earliest match). So a duplicate always names a kept
-    record, and a repeated record needs no signature: the map side leaves it out (see shard.py)."""
+    record, and a repeated record needs no signature: the map side writes a repeat of a record it kept as a `d`
+    line, its hash alone (see shard.py)."""
 
     def __init__(self, exact: bool, near: MinHashConfig | None) -> None:
         self.exact = exact
@@ -128,28 +129,32 @@ class Deduplicator:
 
     def check(self, key: Hashable, meta: dict) -> tuple[str, Hashable] | None:
         """("exact" | "near", the matched kept record's key) for a duplicate; None for a new record, now indexed."""
-        if self.seen is None:
+        if self.seen is None and meta["s"] == "k":
             return None
         digest = bytes.fromhex(meta["h"])
-        if digest in self.seen:
+        if self.seen is not None and digest in self.seen:
             return self.seen[digest]
+        if meta["s"] == "d":
+            raise StageError("a shard line repeats a record that no record before it has, or de-dup is off in the "
+                             "gather but was on in the map jobs: the shard files are not from one run with these "
+                             "settings; delete them and rerun")
         if self.near is not None:
             if meta["m"] is None:
-                raise StageError("a shard line has no MinHash signature, though near de-dup is on and no record "
-                                 "before it had its text: the shard files were written with near_dedup off or are "
-                                 "not from one run; delete them and rerun")
-            signature = base64.b64decode(meta["m"])
-            match = self.near.find(signature)
+                raise StageError("a shard line has no MinHash signature, though near de-dup is on: the shard files "
+                                 "were written with near_dedup off or are not from one run; delete them and rerun")
+            match = self.near.find_or_add(key, base64.b64decode(meta["m"]), base64.b64decode(meta["b"]))
             if match is not None:
                 self.seen[digest] = ("near", match)
                 return "near", match
-            self.near.add(key, signature)
         self.seen[digest] = ("exact" if self.exact else "near", key)
         return None
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False)  # json.dumps(obj, ensure_ascii=False), without a new encoder a call
+
+
 def _write(stream: IO[bytes], obj: dict) -> None:
-    stream.write(json.dumps(obj, ensure_ascii=False).encode("utf-8") + b"\n")
+    stream.write(_ENCODER.encode(obj).encode("utf-8") + b"\n")
 
 
 def gather(groups: list[ShardGroup], paths: dict[str, Path], exact: bool = True, near: MinHashConfig | None = None,
@@ -185,7 +190,7 @@ def gather(groups: list[ShardGroup], paths: dict[str, Path], exact: bool = True,
                     counts.rejected[meta["reason"]] += 1
                     rejects.write(payload + b"\n")
                     continue
-                match = dedup.check((len(before), meta["f"], meta["n"]), meta)
+                match = dedup.check((len(before), meta["f"], meta["n"]), meta)  # never None for a "d" line
                 if match is not None:
                     kind, (dataset, file, line) = match
                     counts.duplicates[kind] += 1

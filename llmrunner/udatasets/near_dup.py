@@ -202,6 +202,94 @@ def minhash_signature(text: str, config: MinHashConfig) -> bytes:
     return signature.astype(SIGNATURE_DTYPE, copy=False).tobytes()
 
 
+BATCH_BYTES = 1 << 16  # UTF-8 bytes of texts hashed together by minhash_signatures (a longer text goes alone)
+_SPACE = np.zeros(256, dtype=bool)
+_SPACE[[ord(c) for c in map(chr, range(128)) if c.isspace()]] = True  # what str.split() splits ASCII text on
+_IN_WORD = ~_SPACE
+
+
+@lru_cache(maxsize=2)
+def _power_table(base: int) -> np.ndarray:
+    """base^0 .. base^(2 BATCH_BYTES) mod 2^64: enough for any batch of minhash_signatures."""
+    return _powers(_U64(base), 2 * BATCH_BYTES + 1)
+
+
+def minhash_signatures(texts: list[str], config: MinHashConfig) -> list[bytes]:
+    """[minhash_signature(text, config) for text in texts], the same bytes, computed a batch of texts at a time:
+    one round of numpy calls for many short texts instead of one per text, whose fixed cost (~40 calls) is most
+    of a short text's signature. An ASCII text is hashed as it is (its whitespace is the bytes _SPACE marks); any
+    other text has its words joined by single spaces first."""
+    signatures: list[bytes | None] = [None] * len(texts)
+    batch: list[int] = []
+    data: list[bytes] = []
+    size = 0
+    for index, text in enumerate(texts):
+        encoded = (text if text.isascii() else " ".join(text.split())).encode("utf-8") \
+            if len(text) <= BATCH_BYTES else b""
+        if not encoded or len(encoded) > BATCH_BYTES:  # no word (a rare case, done as ever) or a long text
+            signatures[index] = minhash_signature(text, config)
+            continue
+        batch.append(index)
+        data.append(encoded)
+        size += len(encoded) + 1
+        if size >= BATCH_BYTES:
+            _sign_batch(texts, batch, data, config, signatures)
+            batch, data, size = [], [], 0
+    if batch:
+        _sign_batch(texts, batch, data, config, signatures)
+    return signatures
+
+
+def _sign_batch(texts: list[str], batch: list[int], data: list[bytes], config: MinHashConfig,
+                signatures: list[bytes | None]) -> None:
+    """Sign texts[i] for i in `batch` (`data`: their UTF-8, words apart by whitespace bytes) into `signatures`."""
+    width = config.shingle_words
+    offsets = np.cumsum([0] + [len(d) + 1 for d in data])  # texts joined by one space each
+    joined = np.frombuffer(b" ".join(data), dtype=np.uint8)
+    in_word = np.zeros(len(joined) + 2, dtype=bool)  # a False byte either side: every word starts and ends
+    _IN_WORD.take(joined, out=in_word[1:-1])  # take: ~2x faster than indexing with the bytes
+    changes = np.flatnonzero(in_word[1:] != in_word[:-1])  # alternately a word's start and its end
+    starts, ends = changes[0::2], changes[1::2]
+    # each word's hash as _polynomial gives it: its slice of the prefix sums, shifted back to position 0
+    prefix = np.zeros(len(joined) + 1, dtype=np.uint64)
+    np.cumsum((joined + _U64(1)) * _power_table(int(_BASE))[:len(joined)], out=prefix[1:])
+    words = _mix((prefix[ends] - prefix[starts]) * _power_table(int(_BASE_INVERSE))[starts])
+    first = np.searchsorted(starts, offsets[:-1])  # each text's first word; its words end at the next one's
+    counts = np.diff(np.append(first, len(words))) - width + 1  # shingles of each text (< 1: fewer words)
+    runs = max(len(words) - width + 1, 0)
+    shingles = _fold(words, runs, width) if runs else np.empty(0, dtype=np.uint64)
+    valid = np.ones(runs, dtype=bool)  # runs that end in the text they start in
+    crossing = (first[1:, None] - width + 1 + np.arange(width - 1)).ravel()
+    valid[crossing[(crossing >= 0) & (crossing < runs)]] = False
+    hashes = (_mix(shingles[valid]) >> _U64(32)).astype(np.uint32)
+    a, b = _permutations(config.num_perm, config.seed)
+    rows = max(PERMUTED_BYTES // (4 * config.num_perm), 1)
+    group: list[int] = []  # positions in `batch` of texts whose shingles are permuted together
+    start = end = 0  # their slice of `hashes`
+
+    def flush() -> None:
+        if group:  # permutations x shingles: the minimum of each text's run of a row is one contiguous pass
+            permuted = np.multiply.outer(a, hashes[start:end])
+            permuted += b[:, None]
+            least = np.minimum.reduceat(permuted, np.cumsum([0] + [counts[g] for g in group[:-1]]), axis=1)
+            for g, row in zip(group, least.T.astype(SIGNATURE_DTYPE)):
+                signatures[batch[g]] = row.tobytes()
+
+    for position, count in enumerate(counts.tolist()):
+        if count < 1 or count > rows:  # fewer words than a shingle, or more shingles than a block: alone
+            signatures[batch[position]] = minhash_signature(texts[batch[position]], config)
+            flush()
+            start = end = end + max(count, 0)
+            group = []
+            continue
+        if end + count - start > rows:
+            flush()
+            start, group = end, []
+        group.append(position)
+        end += count
+    flush()
+
+
 def recall_point(threshold: float) -> float:
     """The Jaccard similarity at which LSH must make a pair a candidate with probability CANDIDATE_RECALL:
     threshold + 0.1, or halfway to 1 for thresholds above 0.8 (threshold + 0.1 would pass 1)."""
@@ -242,17 +330,30 @@ def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
     return choice
 
 
+def band_hashes(signatures: list[bytes], config: MinHashConfig) -> list[bytes]:
+    """Each signature's LSH keys in NearDupIndex, as little-endian uint64 bytes: per band (lsh_bands), its rows as
+    a polynomial in BASE mod 2^64 (matmul of unsigned integers wraps), mixed, plus the band's number. Made a
+    batch at a time (the map side ships them with the signatures), a few numpy calls for all."""
+    bands, rows = lsh_bands(config.threshold, config.num_perm)
+    values = np.frombuffer(b"".join(signatures), dtype=SIGNATURE_DTYPE).reshape(len(signatures), config.num_perm)
+    hashes = _mix(values[:, :bands * rows].reshape(len(signatures), bands, rows) @ _powers(_BASE, rows))
+    hashes += np.arange(bands, dtype=np.uint64)
+    return [row.tobytes() for row in hashes.astype("<u8", copy=False)]
+
+
 class NearDupIndex:
     """Signatures of the records added so far, searchable for a near duplicate of a new one.
 
-    Memory per record: its signature (num_perm * 4 bytes), its key, and one entry per LSH band in that band's
-    table (a 64-bit hash of the band -> the insertion number, or a list of them when several records share it)."""
+    Memory per record: its signature (num_perm * 4 bytes), its key, and one entry per LSH band in the table (a
+    64-bit hash of the band, plus the band's number so that equal rows in two bands do not meet -> the insertion
+    number, or a list of them when several records share it). One table for all bands: a lookup per band, no
+    loop over tables; two bands meet only when their hashes differ by their numbers' difference (p ~ 2^-64),
+    which makes a candidate, never a match, since candidates are checked on their signatures."""
 
     def __init__(self, config: MinHashConfig) -> None:
         self.config = config
         self.bands, self.rows = lsh_bands(config.threshold, config.num_perm)
-        self._band_weights = _powers(_BASE, self.rows)
-        self._tables: list[dict[int, int | list[int]]] = [{} for _ in range(self.bands)]
+        self._table: dict[int, int | list[int]] = {}
         self._keys: list[Hashable] = []
         self._signatures = np.empty((1024, config.num_perm), dtype=SIGNATURE_DTYPE)
 
@@ -266,37 +367,52 @@ class NearDupIndex:
                              f"(num_perm {self.config.num_perm} x 4): made with another MinHashConfig?")
         return np.frombuffer(signature, dtype=SIGNATURE_DTYPE)
 
-    def _band_hashes(self, values: np.ndarray) -> list[int]:
-        bands = values[: self.bands * self.rows].reshape(self.bands, self.rows).astype(np.uint64)
-        return _mix((bands * self._band_weights).sum(axis=1, dtype=np.uint64)).tolist()
+    def _band_keys(self, signature: bytes, bands: bytes | None) -> list[int]:
+        """The table keys of `signature`: `bands` (band_hashes' bytes for it, made by the caller) or made here."""
+        return np.frombuffer(bands if bands is not None else band_hashes([signature], self.config)[0],
+                             dtype="<u8").tolist()
 
-    def find(self, signature: bytes) -> Hashable | None:
+    def find(self, signature: bytes, bands: bytes | None = None) -> Hashable | None:
         """The key of the earliest added record whose estimated Jaccard with `signature` is at least the
-        threshold, or None."""
+        threshold, or None. `bands`: band_hashes' bytes for the signature, when the caller has them."""
+        return self._find(self._decode(signature), self._band_keys(signature, bands))
+
+    def add(self, key: Hashable, signature: bytes, bands: bytes | None = None) -> None:
+        """Index `signature` under `key` (keys need not be unique: `find` returns the earliest)."""
+        self._add(key, self._decode(signature), self._band_keys(signature, bands))
+
+    def find_or_add(self, key: Hashable, signature: bytes, bands: bytes | None = None) -> Hashable | None:
+        """find(signature), and when that is None, add(key, signature): the band keys made once."""
         values = self._decode(signature)
+        bands = self._band_keys(signature, bands)
+        match = self._find(values, bands)
+        if match is None:
+            self._add(key, values, bands)
+        return match
+
+    def _find(self, values: np.ndarray, bands: list[int]) -> Hashable | None:
+        buckets = [bucket for bucket in map(self._table.get, bands) if bucket is not None]
+        if not buckets:
+            return None
         candidates: set[int] = set()
-        for table, band in zip(self._tables, self._band_hashes(values)):
-            bucket = table.get(band)
+        for bucket in buckets:
             if isinstance(bucket, list):
                 candidates.update(bucket)
-            elif bucket is not None:
+            else:
                 candidates.add(bucket)
-        if not candidates:
-            return None
         numbers = np.array(sorted(candidates))
         similarity = np.count_nonzero(self._signatures[numbers] == values, axis=1) / self.config.num_perm
         matches = np.flatnonzero(similarity >= self.config.threshold)
         return self._keys[numbers[matches[0]]] if len(matches) else None
 
-    def add(self, key: Hashable, signature: bytes) -> None:
-        """Index `signature` under `key` (keys need not be unique: `find` returns the earliest)."""
-        values = self._decode(signature)
+    def _add(self, key: Hashable, values: np.ndarray, bands: list[int]) -> None:
         number = len(self._keys)
         if number == len(self._signatures):
             self._signatures = np.concatenate((self._signatures, np.empty_like(self._signatures)))
         self._signatures[number] = values
         self._keys.append(key)
-        for table, band in zip(self._tables, self._band_hashes(values)):
+        table = self._table
+        for band in bands:
             bucket = table.setdefault(band, number)
             if isinstance(bucket, list):
                 bucket.append(number)

@@ -18,12 +18,16 @@ def dedup_key(record: dict) -> str:
     return normalise(record["text"])
 
 
-def near_dup_text(record: dict) -> str:
+def near_dup_text(record: dict, key: str | None = None) -> str:
     """What near-duplicate detection compares: the exact-dedup normalisation, case-folded (SFT: each turn as
-    `role: content`, one per line), so that case and spacing never hide a near duplicate."""
+    `role: content`, one per line), so that case and spacing never hide a near duplicate. `key`: the record's
+    dedup_key, when the caller has it: a CPT record's answer is then its case-folded form (case folding maps each
+    character on its own, so folding the joined words equals joining the folded ones), not a second normalising."""
     if "messages" in record:
         return "\n".join(f"{m['role'].casefold()}: {normalise(m['content'], casefold=True)}"
                          for m in record["messages"])
+    if key is not None and len(key) <= PIECE_CHARS:  # a longer one is folded a piece at a time, for memory
+        return key.casefold()
     return normalise(record["text"], casefold=True)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from llmrunner.errors import ConfigError
 from llmrunner.schemas import load_schema
@@ -11,9 +12,11 @@ from llmrunner.udatasets.adapters import Adapter, builtin_adapter
 from llmrunner.udatasets.augment import AugmentSettings
 from llmrunner.udatasets.clean import Cleaning
 from llmrunner.udatasets.custom import custom_adapter
-from llmrunner.udatasets.decontaminate import EvalIndex, read_evalsets, read_sets
 from llmrunner.udatasets.near_dup import MinHashConfig
 from llmrunner.udatasets.shard import RecordRules
+
+if TYPE_CHECKING:
+    from llmrunner.udatasets.decontaminate import EvalIndex
 
 # adapter -> the kind of record it produces (None: either, decided by the user's function)
 ADAPTERS = {"text": "cpt", "messages": "sft", "sharegpt": "sft", "alpaca": "sft", "prompt_response": "sft",
@@ -139,6 +142,9 @@ class UdatasetsSettings:
         --evalsets); None when the list is empty."""
         if not self.decontaminate:
             return None
+        # imported here: without eval sets a job never loads them (start-up time)
+        from llmrunner.udatasets.decontaminate import EvalIndex, read_evalsets, read_sets
+
         return EvalIndex.build(read_sets(read_evalsets(evalsets_json, self.decontaminate)), self.decontaminate_ngram,
                                 self.decontaminate_min_words)
 
@@ -154,7 +160,8 @@ class UdatasetsSettings:
                            min_chars=self.min_chars, max_chars=self.max_chars, min_tokens=self.min_tokens,
                            max_tokens=self.max_tokens, tokenizer=tokenizer if self.counts_tokens() else None,
                            txt_mode=self.txt_mode, minhash=self.minhash(),
-                           decontaminate=self.decontamination(evalsets_json))
+                           decontaminate=self.decontamination(evalsets_json),
+                           drop_repeats=self.dedup == "exact" or self.near_dedup)
 
     def cleaning(self) -> Cleaning:
         """The cleaning applied to each record's text after the adapter."""

@@ -1,10 +1,13 @@
 """The map half of udatasets: raw items -> one shard line each, checked, cleaned, filtered, with de-dup keys.
 
-Per item: adapter -> cleaning (clean.py) -> empty / character-length filters -> JSON encoding -> token-length
-filters -> decontamination (decontaminate.py: a record that contains an eval item is rejected as
-`contaminated:<set>`, its reject line naming the items in `eval_items`), then the kept candidate's exact-dedup
-hash and (near de-dup on) its MinHash signature. Everything that depends on one record alone happens here, in
-parallel worker processes; de-duplication, which depends on every earlier record, happens in dedup.py.
+Per item: adapter -> cleaning (clean.py) -> empty / character-length filters -> the exact-dedup hash of the
+normalised text -> JSON encoding -> token-length filters -> decontamination (decontaminate.py: a record that
+contains an eval item is rejected as `contaminated:<set>`, its reject line naming the items in `eval_items`) ->
+(near de-dup on) the kept candidate's MinHash signature, made for a chunk's records in one batch. Everything that
+depends on one record alone happens here, in parallel worker processes; de-duplication, which depends on every
+earlier record, happens in dedup.py. Repeats cost next to nothing: a record whose hash is that of a record the
+same process kept (de-dup on: RecordRules.drop_repeats) stops at its hash, as a `d` line, since it is sure to be
+a duplicate of what that record matched (see ChunkChecker._repeats for when it is sure).
 
 Shard file (`data/processed/<kind>/.shards/<dataset>.<i>-of-<n>.jsonl`, an intermediate): lines
 `<meta JSON>\\t<payload>\\n`, which split at the first tab (JSON escapes tabs and newlines inside strings):
@@ -14,9 +17,9 @@ Shard file (`data/processed/<kind>/.shards/<dataset>.<i>-of-<n>.jsonl`, an inter
   `{"s": "b", "f"}` a blank line (not a record); `{"s": "r", "f", "c", "reason"}` + the rejects-file line;
   `{"s": "k", "f", "n", "c", "chars", "tokens", "h", "m"}` + the record's output line: a candidate for
   the data file (`f` file number, `n` line, `c` 1 when cleaning changed the text, `tokens` null when not
-  counted, `h` exact-dedup hash as hex, `m` MinHash signature as base64, null when near de-dup is off or
-  when the same process signed a record with the same hash before: exact repeats, common in web data,
-  cost no signature);
+  counted, `h` exact-dedup hash as hex, `m` MinHash signature as base64, null when near de-dup is off, and
+  then `b`, its LSH band keys (near_dup.band_hashes) as base64, made here for a chunk at once);
+  `{"s": "d", "f", "n", "c", "h"}` and no payload: a repeat of a record this process kept (above);
 - last, `{"s": "end", "items": count}`, so that a cut-short file is never mistaken for a whole one.
 """
 from __future__ import annotations
@@ -31,22 +34,26 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from llmrunner.jsonl import Line
 from llmrunner.progress import Progress, ReadPosition
 from llmrunner.udatasets.adapters import Adapter
 from llmrunner.udatasets.clean import Cleaning
-from llmrunner.udatasets.decontaminate import EvalIndex
-from llmrunner.udatasets.near_dup import MinHashConfig, minhash_signature
+from llmrunner.udatasets.near_dup import MinHashConfig, band_hashes, minhash_signature, minhash_signatures
 from llmrunner.udatasets.readers import BLANK, RawItem, iter_items, jsonl_item, row_count
 from llmrunner.udatasets.records import content_chars, contents, dedup_key, is_blank, near_dup_text
 from llmrunner.udatasets.tokens import TokenCounter
+
+if TYPE_CHECKING:  # decontaminate.py is imported where eval sets are listed (settings.py)
+    from llmrunner.udatasets.decontaminate import EvalIndex
 
 CHUNK_ITEMS = 256  # items per task sent to a worker
 CHUNK_BYTES = 4 << 20  # ... or fewer, when they hold this much raw text
 CHUNKS_IN_FLIGHT = 3  # per worker: bounds the memory held by chunks read ahead or waiting to be written
 EVAL_ITEMS_SHOWN = 5  # ids of the eval items a contaminated record's reject line names
-SIGNED_MAX = 1 << 20  # hashes a process remembers to skip signing repeated records (about 100 MiB at most)
+KEPT_MAX = 1 << 19  # kept records a process remembers, to drop their repeats (~260 bytes each: 130 MiB at most)
+REPEAT = "repeat"  # a record whose normalised text repeats one the same process kept: a `d` line
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,9 @@ class RecordRules:
     """Compute each record's MinHash signature (near de-duplication on) with this config; None: don't."""
     decontaminate: EvalIndex | None = None
     """Reject a record that shares a gram with an item of these eval sets ('contaminated:<set>'); None: don't."""
+    drop_repeats: bool = False
+    """De-duplication is on (exact or near): a record whose normalised text repeats one that this process kept is
+    written as a `d` line as soon as it is hashed, without the work after that (the gather names the kept record)."""
 
     def counts_tokens(self) -> bool:
         return self.min_tokens is not None or self.max_tokens is not None
@@ -78,6 +88,11 @@ def check_record(item: RawItem, rules: RecordRules) -> tuple[dict | None, str | 
     record, reason = rules.adapter(item.record)
     if record is None:
         return None, reason, False
+    return check_adapted(record, rules)
+
+
+def check_adapted(record: dict, rules: RecordRules) -> tuple[dict | None, str | None, bool]:
+    """check_record after the adapter: cleaning and the character filters."""
     record, cleaned = rules.cleaning.record(record)
     if is_blank(record):
         return None, "empty", cleaned
@@ -115,95 +130,217 @@ def encode_record(record: dict) -> tuple[bytes | None, str | None]:
         return None, "not_json_serialisable"
 
 
+_META_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
 def _line_parts(meta: dict, payload: bytes = b"") -> list[bytes]:
     """One shard line, in parts to be joined with the other lines (a huge payload is copied once, not twice)."""
-    return [json.dumps(meta, separators=(",", ":")).encode("utf-8"), b"\t", payload, b"\n"]
+    return [_META_ENCODER.encode(meta).encode("utf-8"), b"\t", payload, b"\n"]
 
 
 def _line(meta: dict) -> bytes:
     return b"".join(_line_parts(meta))
 
 
+class _Entry:
+    """One item of a chunk on its way to its shard line."""
+    __slots__ = ("number", "line", "raw", "cleaned", "reason", "record", "encoded", "as_read", "digest", "key",
+                 "tokens", "contaminated", "signature", "bands")
+
+    def __init__(self, number: int, line: int, raw: str | None, reason: str | None, cleaned: bool = False) -> None:
+        self.number, self.line, self.raw, self.reason, self.cleaned = number, line, raw, reason, cleaned
+        self.record: dict | None = None  # a kept candidate (reason None), with its output line `encoded`
+        self.encoded = self.as_read = self.digest = self.key = self.tokens = self.contaminated = None
+        self.signature = self.bands = None
+
+
 class ChunkChecker:
-    """Turns chunks of raw items into shard lines; one per process (it holds the tokenizer)."""
+    """Turns chunks of raw items into shard lines; one per process (it holds the tokenizer, and the hashes of the
+    records it kept, whose repeats it writes as `d` lines)."""
 
     def __init__(self, rules: RecordRules, files: list[str]) -> None:
         self.rules, self.files = rules, files
         self.counter = TokenCounter(rules.tokenizer) if rules.counts_tokens() else None
-        self.signed: set[bytes] = set()  # exact-dedup hashes of the records signed so far
+        # No token or contamination filter: a record that encodes is kept, and its repeats share its fate.
+        self.decided = self.counter is None and rules.decontaminate is None
+        # exact-dedup hash of each record kept so far -> (with a filter on) the hash of its contents as they are
+        self.kept: dict[bytes, bytes | None] = {}
+        # hash of the contents of each record kept so far as the adapter gave them -> (its exact-dedup hash,
+        # whether cleaning changed it): a repeat byte for byte is known before it is cleaned
+        self.kept_as_read: dict[bytes, tuple[bytes, bool]] = {}
 
     def __call__(self, chunk: list[tuple[int, Line | RawItem]]) -> bytes:
         """The shard lines of `chunk`'s items. Takes the items out of `chunk` as it goes, and drops each copy of a
         record's text once it is not needed: a huge record is held in memory a few times, not once per step."""
-        rules = self.rules
-        checked = []  # (file number, item, record or None, reason, cleaned, encoded)
+        entries = []
         chunk.reverse()
         while chunk:
-            number, item = chunk.pop()
-            if isinstance(item, Line):
-                item = jsonl_item(item)
-            if item.reason == BLANK:
-                checked.append((number, item, None, BLANK, False, None))
-                continue
-            record, reason, cleaned = check_record(item, rules)
-            item = item._replace(record=None)  # the parsed raw record; only its raw text may be needed (a reject)
-            encoded = None
-            if record is not None:
-                encoded, reason = encode_record(record)
-            checked.append((number, item, record if encoded else None, reason, cleaned, encoded))
-        tokens = self._count_tokens([c[2] for c in checked if c[2] is not None])
-        hits = iter(rules.decontaminate.first_hits([contents(c[2]) for c in checked if c[2] is not None])
-                    if rules.decontaminate is not None else ())
+            entries.append(self._check(*chunk.pop()))
+        candidates = [e for e in entries if e.record is not None]
+        if not self.decided:
+            self._filter(candidates)
+        if self.rules.minhash is not None:
+            self._sign([e for e in candidates if e.record is not None and e.key is not None])
         parts = []  # of the lines, joined once
-        checked.reverse()
-        while checked:
-            number, item, record, reason, cleaned, encoded = checked.pop()
-            if reason == BLANK:
-                parts += _line_parts({"s": "b", "f": number})
-                continue
-            n_tokens = next(tokens) if record is not None and self.counter else None
-            contaminated = next(hits) if record is not None and rules.decontaminate is not None else None
-            if record is not None and n_tokens is not None:
-                if rules.min_tokens is not None and n_tokens < rules.min_tokens:
-                    record, reason = None, "too_few_tokens"
-                elif rules.max_tokens is not None and n_tokens > rules.max_tokens:
-                    record, reason = None, "too_many_tokens"
-            if record is not None and contaminated is not None:
-                record, reason = None, f"contaminated:{contaminated[0]}"
-            if record is None:
-                reject = {"file": self.files[number], "line": item.number, "reason": reason, "raw": item.raw}
-                if contaminated is not None:  # which items it contains (the first few)
-                    reject["eval_items"] = contaminated[1][:EVAL_ITEMS_SHOWN]
-                parts += _line_parts({"s": "r", "f": number, "c": int(cleaned), "reason": reason},
-                                     json.dumps(reject, ensure_ascii=False).encode("utf-8"))
-                continue
-            line_number, item = item.number, None  # kept: its raw text is freed before hashing copies the text
-            hasher = hashlib.blake2b(digest_size=16)
-            for piece in _utf8(dedup_key(record)):
-                hasher.update(piece)
-            digest = hasher.digest()
-            meta = {"s": "k", "f": number, "n": line_number, "c": int(cleaned), "chars": content_chars(record),
-                    "tokens": n_tokens, "h": digest.hex(), "m": self._signature(record, digest)}
-            parts += _line_parts(meta, encoded)
+        entries.reverse()
+        while entries:
+            parts += self._line_parts(entries.pop())
         return b"".join(parts)
 
-    def _signature(self, record: dict, digest: bytes) -> str | None:
-        """The record's MinHash signature (base64), or None when near de-dup is off or this process has signed
-        a record with the same text before: the gather side knows what became of that one (dedup.py)."""
-        if self.rules.minhash is None or digest in self.signed:
-            return None
-        if len(self.signed) >= SIGNED_MAX:
-            self.signed.clear()  # bounded memory; only repeats further apart than this get signed again
-        self.signed.add(digest)
-        return base64.b64encode(minhash_signature(near_dup_text(record), self.rules.minhash)).decode("ascii")
+    def _check(self, number: int, item: Line | RawItem) -> _Entry:
+        """Everything but the filters that look at a whole chunk: parsing, the adapter, cleaning, the character
+        filters, the hash, and, for a record that does not repeat a kept one, its output line."""
+        if isinstance(item, Line):
+            item = jsonl_item(item)
+        if item.reason == BLANK:
+            return _Entry(number, item.number, None, BLANK)
+        # the parsed raw record is dropped: only its raw text may be needed (a reject)
+        entry = _Entry(number, item.number, item.raw, item.reason)
+        record, item = item.record, None
+        if record is None:
+            return entry
+        record, entry.reason = self.rules.adapter(record)
+        if record is None:
+            return entry
+        if self.rules.drop_repeats:
+            entry.as_read = _contents_digest(record)
+            known = self.kept_as_read.get(entry.as_read)
+            if known is not None and _encodes_besides_contents(record):
+                entry.digest, entry.cleaned = known
+                entry.reason, entry.raw = REPEAT, None
+                return entry
+        record, entry.reason, entry.cleaned = check_adapted(record, self.rules)
+        if record is None:
+            return entry
+        entry.digest, key = _digest(record)
+        if entry.digest is not None and self._repeats(entry.digest, record):
+            entry.reason, entry.raw = REPEAT, None
+            return entry
+        entry.encoded, entry.reason = encode_record(record)
+        if entry.encoded is not None:
+            entry.record, entry.key = record, key
+            if self.decided:
+                entry.raw = None  # kept: no reject line will need it
+                self._remember(entry)
+        return entry
 
-    def _count_tokens(self, records: list[dict]) -> Iterator[int]:
-        """Each record's token count, counted in one batch over all their texts."""
+    def _repeats(self, digest: bytes, record: dict) -> bool:
+        """Whether `record` is sure to share the fate of a record this process kept: the same normalised text, the
+        same contents where a token or contamination filter looks at them as they are, and the rest of the record
+        encodable (else it is rejected as ever)."""
+        if not self.rules.drop_repeats or digest not in self.kept:
+            return False
+        known = self.kept[digest]
+        if known is not None and known != _contents_digest(record):
+            return False
+        return _encodes_besides_contents(record)
+
+    def _remember(self, entry: _Entry) -> None:
+        if not self.rules.drop_repeats:
+            return
+        if len(self.kept) >= KEPT_MAX:
+            self.kept.clear()  # bounded memory; only repeats further apart than this are checked in full
+            self.kept_as_read.clear()
+        self.kept[entry.digest] = None if self.decided else _contents_digest(entry.record)
+        if entry.as_read is not None:
+            self.kept_as_read[entry.as_read] = entry.digest, entry.cleaned
+
+    def _filter(self, candidates: list[_Entry]) -> None:
+        """The token-length and contamination filters, over the chunk's candidates at once."""
+        rules = self.rules
+        tokens = self._count_tokens([e.record for e in candidates])
+        hits = (rules.decontaminate.first_hits([contents(e.record) for e in candidates])
+                if rules.decontaminate is not None else [None] * len(candidates))
+        for entry, n_tokens, contaminated in zip(candidates, tokens, hits):
+            entry.tokens, entry.contaminated = n_tokens, contaminated
+            if n_tokens is not None and rules.min_tokens is not None and n_tokens < rules.min_tokens:
+                entry.reason = "too_few_tokens"
+            elif n_tokens is not None and rules.max_tokens is not None and n_tokens > rules.max_tokens:
+                entry.reason = "too_many_tokens"
+            elif contaminated is not None:
+                entry.reason = f"contaminated:{contaminated[0]}"
+            if entry.reason is not None:
+                entry.record = entry.encoded = None
+            else:
+                entry.raw = None
+                self._remember(entry)
+
+    def _sign(self, entries: list[_Entry]) -> None:
+        """The MinHash signatures of the chunk's kept records, in one batch (a huge record's is made when its line
+        is written: its text is case-folded a piece at a time there)."""
+        texts = [near_dup_text(e.record, e.key) for e in entries]
+        signatures = minhash_signatures(texts, self.rules.minhash)
+        for entry, signature, bands in zip(entries, signatures, band_hashes(signatures, self.rules.minhash)):
+            entry.signature, entry.bands = signature, bands
+
+    def _line_parts(self, entry: _Entry) -> list[bytes]:
+        if entry.reason == BLANK:
+            return _line_parts({"s": "b", "f": entry.number})
+        if entry.reason == REPEAT:
+            return _line_parts({"s": "d", "f": entry.number, "n": entry.line, "c": int(entry.cleaned),
+                                "h": entry.digest.hex()})
+        if entry.record is None:
+            reject = {"file": self.files[entry.number], "line": entry.line, "reason": entry.reason, "raw": entry.raw}
+            if entry.contaminated is not None:  # which items it contains (the first few)
+                reject["eval_items"] = entry.contaminated[1][:EVAL_ITEMS_SHOWN]
+            return _line_parts({"s": "r", "f": entry.number, "c": int(entry.cleaned), "reason": entry.reason},
+                               json.dumps(reject, ensure_ascii=False).encode("utf-8"))
+        record, entry.record = entry.record, None
+        signature, bands = entry.signature, entry.bands
+        if self.rules.minhash is not None and signature is None:
+            signature = minhash_signature(near_dup_text(record), self.rules.minhash)
+            bands = band_hashes([signature], self.rules.minhash)[0]
+        meta = {"s": "k", "f": entry.number, "n": entry.line, "c": int(entry.cleaned), "chars": content_chars(record),
+                "tokens": entry.tokens, "h": entry.digest.hex(),
+                "m": base64.b64encode(signature).decode("ascii") if signature is not None else None}
+        if bands is not None:
+            meta["b"] = base64.b64encode(bands).decode("ascii")
+        return _line_parts(meta, entry.encoded)
+
+    def _count_tokens(self, records: list[dict]) -> list[int | None]:
+        """Each record's token count (None when not counted), counted in one batch over all their texts."""
         if self.counter is None:
-            return iter(())
+            return [None] * len(records)
         texts = [text for record in records for text in contents(record)]
         counts = iter(self.counter.count(texts))
-        return iter([sum(next(counts) for _ in contents(record)) for record in records])
+        return [sum(next(counts) for _ in contents(record)) for record in records]
+
+
+def _digest(record: dict) -> tuple[bytes | None, str | None]:
+    """(the exact-dedup hash of the record's normalised text, that text when it is short enough to keep for the
+    near-dup text) or (None, None) for a text that holds a lone surrogate, which encoding then rejects."""
+    key = dedup_key(record)
+    hasher = hashlib.blake2b(digest_size=16)
+    try:
+        for piece in _utf8(key):
+            hasher.update(piece)
+    except UnicodeEncodeError:
+        return None, None
+    return hasher.digest(), key if len(key) <= PIECE_CHARS else None
+
+
+def _contents_digest(record: dict) -> bytes | None:
+    """A hash of what cleaning, the filters and the de-dup keys read, as it is: the contents (SFT: with each
+    turn's role), each with its length first; None for a text that holds a lone surrogate."""
+    hasher = hashlib.blake2b(digest_size=16)
+    texts = [text for m in record["messages"] for text in (m["role"], m["content"])] if "messages" in record \
+        else [record["text"]]
+    try:
+        for text in texts:
+            hasher.update(b"%d:" % len(text))
+            for piece in _utf8(text):
+                hasher.update(piece)
+    except UnicodeEncodeError:
+        return None
+    return hasher.digest()
+
+
+def _encodes_besides_contents(record: dict) -> bool:
+    """Whether the record with its contents emptied encodes: a repeat of a kept record's contents is rejected
+    for the rest of it (a NaN, say) as it would be in full."""
+    emptied = {**record, "messages": [{**m, "content": ""} for m in record["messages"]]} if "messages" in record \
+        else {**record, "text": ""}
+    return encode_record(emptied)[1] is None
 
 
 def _chunks(items: Iterable[tuple[int, Line | RawItem]], read: ReadPosition) -> Iterator[list]:

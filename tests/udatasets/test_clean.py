@@ -35,6 +35,8 @@ def test_whitespace_normalize_and_keep():
     assert Cleaning().text(text) == "first\nsecond\nthird\n\n  fourth"
     assert Cleaning(whitespace="keep").text(text) == text
     assert Cleaning().text("a\n \t\n\t \nb") == "a\n\nb"  # blank-looking lines count as blank
+    # any run of 3 or more line breaks becomes exactly 2, whatever its length modulo 3
+    assert all(Cleaning().text("a" + "\n" * k + "b\n\nc") == "a\n\nb\n\nc" for k in range(2, 30))
 
 
 def test_code_indentation_and_inner_spaces_kept():

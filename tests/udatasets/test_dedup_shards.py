@@ -13,9 +13,12 @@ from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from llmrunner.errors import ConfigError, StageError
+from llmrunner.udatasets import shard
 from llmrunner.udatasets.__main__ import main
 from llmrunner.udatasets.adapters import builtin_adapter
 from llmrunner.udatasets.core import gather_shards, map_and_gather, write_shard
@@ -128,22 +131,27 @@ def test_a_duplicate_always_names_a_kept_record_and_repeats_cost_only_their_hash
         gather_shards([tmp_path / "s.jsonl"], tmp_path / "a.jsonl", dedup="none")
 
 
-def test_dropping_repeats_in_the_map_job_changes_no_output(tmp_path, word_tokenizer):
+@pytest.mark.parametrize("chunk_items", [1, 256])
+def test_dropping_repeats_in_the_map_job_changes_no_output(tmp_path, word_tokenizer, monkeypatch, chunk_items):
     """Repeats of every kind, with and without the filters that read a record's contents as they are: the outputs
-    are the bytes they are when every record is checked in full."""
+    are the bytes they are when every record is checked in full. Chunks of one item or of all: with a token
+    filter, a record is known to be kept only once its chunk is filtered, so only later chunks drop its repeats."""
+    monkeypatch.setattr(shard, "CHUNK_ITEMS", chunk_items)
     raw = write_jsonl(tmp_path / "raw" / "a.jsonl", [
         {"text": words(0, 20), "id": 1},                 # 1 kept
         {"text": words(0, 20), "id": 2},                 # 2 exact duplicate of 1 (a repeat: its hash alone)
-        {"text": words(0, 20), "id": float("nan")},      # 3 not_json_serialisable: the rest must encode too
+        {"text": words(0, 20), "id": 3},                 # 3 exact duplicate of 1
         {"text": words(0, 3)},                           # 4 too_few_tokens
         {"text": words(0, 3)},                           # 5 too_few_tokens again (never kept: checked in full)
         {"text": words(30, 8).replace(" ", "  ", 1)},    # 6 kept
         {"text": words(30, 8)},                          # 7 exact duplicate of 6 (other spacing: checked in full)
         {"text": words(0, 19, ["x"])},                   # 8 near duplicate of 1
         {"text": words(0, 19, ["x"]) + "  "},            # 9 near duplicate of 1 (a repeat of 8)
-        {"text": "\ud800 " + words(50, 6)},              # 10 invalid_unicode
-        {"text": "\ud800 " + words(50, 6)},              # 11 invalid_unicode
+        '{"text": "\\ud800 w50 w51 w52 w53 w54 w55"}\n',   # 10 invalid_unicode
+        '{"text": "\\ud800 w50 w51 w52 w53 w54 w55"}\n',   # 11 invalid_unicode
     ])
+    # 1 not_json_serialisable (a NaN, which only a parquet or Arrow file holds): the rest of a repeat must encode too
+    pq.write_table(pa.table({"text": [words(0, 20)], "score": [float("nan")]}), raw.parent / "b.parquet")
     for settings in ({"near_dedup": True, "near_shingle_words": 1, "near_threshold": 0.7},
                      {"near_dedup": True, "near_shingle_words": 1, "near_threshold": 0.7, "min_tokens": 4}):
         results = []
@@ -151,11 +159,18 @@ def test_dropping_repeats_in_the_map_job_changes_no_output(tmp_path, word_tokeni
             out = tmp_path / f"{drop}" / "d.jsonl"
             rules = UdatasetsSettings.from_dict(settings).record_rules("cpt", "d", word_tokenizer)
             assert rules.drop_repeats
-            map_and_gather([raw], out, replace(rules, drop_repeats=drop))
+            map_and_gather([raw, raw.parent / "b.parquet"], out, replace(rules, drop_repeats=drop))
             results.append(outputs(out.parent, "d"))
         assert results[0] == results[1]
+        write_shard([raw], tmp_path / "s.jsonl", rules, "d", 0, 1)
+        metas = [json.loads(line.split(b"\t")[0]) for line in (tmp_path / "s.jsonl").read_bytes().splitlines()[1:-1]]
+        # with a token filter, 5 repeats a record that was not kept, 7 has other contents: both are checked in full
+        dropped = [2, 3, 5, 7, 9] if "min_tokens" not in settings else [2, 3, 9] if chunk_items == 1 else []
+        assert [m["n"] for m in metas if m["s"] == "d"] == dropped
         stats = json.loads(results[0]["d.stats.json"])
-        assert stats["duplicates"] == {"exact": 2 if "min_tokens" in settings else 3, "near": 2}
+        assert stats["duplicates"] == {"exact": 3 if "min_tokens" in settings else 4, "near": 2}
+        assert stats["rejected"] == {"invalid_unicode": 2, "not_json_serialisable": 1,
+                                     **({"too_few_tokens": 2} if "min_tokens" in settings else {})}
 
 
 def test_token_filters_count_with_the_base_model_tokenizer(tmp_path, word_tokenizer):

@@ -226,3 +226,26 @@ def test_signatures_do_not_depend_on_how_the_text_is_cut(documents, monkeypatch)
     for piece in (1, 2, 7, 64):
         monkeypatch.setattr(near_dup, "PIECE_CHARS", piece)
         assert [minhash_signature(text, config) for text in texts] == whole, piece
+
+
+@pytest.mark.parametrize("config", [MinHashConfig(), MinHashConfig(shingle_words=1, num_perm=16),
+                                    MinHashConfig(shingle_words=3, num_perm=4096)])
+def test_signatures_of_a_batch_are_those_of_each_text(documents, monkeypatch, config):
+    """minhash_signatures hashes many texts in one round of numpy calls; each signature is the bytes that
+    minhash_signature gives, whatever the text: ASCII or not, other whitespace (str.split's), fewer words than a
+    shingle, none, a text longer than a batch, more shingles than are permuted at a time, batches cut anywhere."""
+    rng = random.Random(0)
+    texts = documents + ["", " ", "a", "a b", "a b c d", "one two three four five", "x\u00a0y z\u2003w q r s",
+                         "\u00e9t\u00e9  \U0001F609\n\t\u65e5\u672c a b c", "\x1c\x1dword other\x1f more words here",
+                         "w " * 20000, "a" * 3000]
+    words = ["a", "b", "c", "\u00e9", "\u3000", "x\ty", "\x85"]
+    texts += [" ".join(rng.choice(words) for _ in range(rng.randrange(40))) for _ in range(200)]
+    rng.shuffle(texts)
+    each = [minhash_signature(text, config) for text in texts]
+    assert near_dup.minhash_signatures(texts, config) == each
+    monkeypatch.setattr(near_dup, "BATCH_BYTES", 4096)
+    near_dup._power_table.cache_clear()
+    try:
+        assert near_dup.minhash_signatures(texts, config) == each
+    finally:
+        near_dup._power_table.cache_clear()
