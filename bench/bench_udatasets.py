@@ -24,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from harness import REPO, environment, machine_line, measure, save_result, summary_rows
@@ -94,34 +95,41 @@ def document_text(document) -> str:  # module level: datatrove pickles it to its
 
 def run_datasketch(input_dir: Path, work: Path) -> None:
     """The plain loop a user would write with datasketch: exact hash set, then MinHashLSH query + verify."""
-    import hashlib
-
     from datasketch import MinHash, MinHashLSH
 
     lsh = MinHashLSH(threshold=THRESHOLD, num_perm=NUM_PERM)
-    template, seen, signatures = MinHash(num_perm=NUM_PERM, seed=SEED), set(), []
+    template, signatures = MinHash(num_perm=NUM_PERM, seed=SEED), []
     counts = {"kept": 0, "exact": 0, "near": 0}
     with open(work / "kept.jsonl", "w", encoding="utf-8") as kept:
-        for path in sorted(input_dir.glob("*.jsonl")):
-            for line in open(path, encoding="utf-8"):
-                text = json.loads(line)["text"]
-                digest = hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
-                if digest in seen:
-                    counts["exact"] += 1
-                    continue
-                seen.add(digest)
-                words = text.split()
-                minhash = template.copy()
-                minhash.update_batch(" ".join(words[i:i + SHINGLE_WORDS]).encode("utf-8")
-                                     for i in range(max(len(words) - SHINGLE_WORDS + 1, 1)))
-                if any(minhash.jaccard(signatures[n]) >= THRESHOLD for n in sorted(lsh.query(minhash))):
-                    counts["near"] += 1
-                    continue
-                lsh.insert(len(signatures), minhash)
-                signatures.append(minhash)
-                kept.write(line)
-                counts["kept"] += 1
+        for line, shingles in new_documents(input_dir, counts):
+            minhash = template.copy()
+            minhash.update_batch(shingle.encode("utf-8") for shingle in shingles)
+            if any(minhash.jaccard(signatures[n]) >= THRESHOLD for n in sorted(lsh.query(minhash))):
+                counts["near"] += 1
+                continue
+            lsh.insert(len(signatures), minhash)
+            signatures.append(minhash)
+            kept.write(line)
+            counts["kept"] += 1
     (work / "counts.json").write_text(json.dumps(counts))
+
+
+def new_documents(input_dir: Path, counts: dict[str, int]) -> Iterator[tuple[str, list[str]]]:
+    """The reference loops' shared front: each jsonl line whose text is not an exact repeat (counted in
+    counts["exact"]), with its word 5-shingles."""
+    import hashlib
+
+    seen: set[bytes] = set()
+    for path in sorted(input_dir.glob("*.jsonl")):
+        for line in open(path, encoding="utf-8"):
+            text = json.loads(line)["text"]
+            digest = hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+            if digest in seen:
+                counts["exact"] += 1
+                continue
+            seen.add(digest)
+            words = text.split()
+            yield line, [" ".join(words[i:i + SHINGLE_WORDS]) for i in range(max(len(words) - SHINGLE_WORDS + 1, 1))]
 
 
 RENSA_BATCH = 1024  # documents per add_pairs call: rensa's batch API, as its README uses it
@@ -130,12 +138,9 @@ RENSA_BATCH = 1024  # documents per add_pairs call: rensa's batch API, as its RE
 def run_rensa(input_dir: Path, work: Path) -> None:
     """The de-dup a rensa user would write, after its README: an exact hash set, then RMinHashDeduplicator (R-MinHash,
     LSH, each candidate checked against the threshold) fed word 5-shingles in batches through add_pairs."""
-    import hashlib
-
     from rensa import RMinHashDeduplicator
 
     dedup = RMinHashDeduplicator(threshold=THRESHOLD, num_perm=NUM_PERM, use_lsh=True, seed=SEED)
-    seen: set[bytes] = set()
     counts = {"kept": 0, "exact": 0, "near": 0}
 
     def flush(batch: list[tuple[str, list[str]]], lines: list[str], kept) -> None:
@@ -151,20 +156,11 @@ def run_rensa(input_dir: Path, work: Path) -> None:
     with open(work / "kept.jsonl", "w", encoding="utf-8") as kept:
         batch: list[tuple[str, list[str]]] = []
         lines: list[str] = []
-        for path in sorted(input_dir.glob("*.jsonl")):
-            for line in open(path, encoding="utf-8"):
-                text = json.loads(line)["text"]
-                digest = hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
-                if digest in seen:
-                    counts["exact"] += 1
-                    continue
-                seen.add(digest)
-                words = text.split()
-                batch.append((str(len(seen)), [" ".join(words[i:i + SHINGLE_WORDS])
-                                               for i in range(max(len(words) - SHINGLE_WORDS + 1, 1))]))
-                lines.append(line)
-                if len(batch) >= RENSA_BATCH:
-                    flush(batch, lines, kept)
+        for number, (line, shingles) in enumerate(new_documents(input_dir, counts)):
+            batch.append((str(number), shingles))
+            lines.append(line)
+            if len(batch) >= RENSA_BATCH:
+                flush(batch, lines, kept)
         flush(batch, lines, kept)
     (work / "counts.json").write_text(json.dumps(counts))
 

@@ -7,6 +7,7 @@ import logging
 import random
 import shutil
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -52,15 +53,20 @@ def test_long_runs():
     assert long_runs(["a" * 3_000, "a" * 3_000]) == [False, False]  # no run across two texts
 
 
+def tokenize_as_megatron_does(data: Path, folder: Path, tmp_path: Path, caplog) -> str:
+    """Tokenize `data` with `folder`'s tokenizer, check the files equal Megatron's; the fast encoder's log lines."""
+    with caplog.at_level(logging.INFO, "llmrunner.tokenize.fast"):
+        tokenize_cpt([data], folder, tmp_path / "ours")
+    write_reference(data, folder, tmp_path / "ref")
+    assert_identical(tmp_path / "ours", tmp_path / "ref")
+    return caplog.text
+
+
 @pytest.mark.parametrize("tokenizer", ["tiny", "large_bpe"])
 def test_cpt_with_the_fast_encoder_is_byte_identical_to_megatron(request, tmp_path, caplog, tokenizer):
     folder = request.getfixturevalue(f"{tokenizer}_tokenizer_dir")
     data = write_docs(tmp_path / "docs.jsonl", VARIED + EDGES + long_documents() + [""])
-    with caplog.at_level(logging.INFO, "llmrunner.tokenize.fast"):
-        tokenize_cpt([data], folder, tmp_path / "ours")
-    assert "encoding with tokie" in caplog.text
-    write_reference(data, folder, tmp_path / "ref")
-    assert_identical(tmp_path / "ours", tmp_path / "ref")
+    assert "encoding with tokie" in tokenize_as_megatron_does(data, folder, tmp_path, caplog)
 
 
 def test_text_spelling_added_tokens_is_encoded_as_hf_does(large_bpe_tokenizer_dir, tmp_path):
@@ -89,11 +95,7 @@ def test_a_tokenizer_the_fast_encoder_cannot_express_is_encoded_by_hf(tiny_token
     (folder / "tokenizer.json").write_text(json.dumps(config), encoding="utf-8")
     assert "normalizer" in refusal(config) and refusal({**config, "normalizer": None}) is None
     data = write_docs(tmp_path / "docs.jsonl", VARIED)
-    with caplog.at_level(logging.INFO, "llmrunner.tokenize.fast"):
-        tokenize_cpt([data], folder, tmp_path / "ours")
-    assert "cannot express this tokenizer: its normalizer" in caplog.text
-    write_reference(data, folder, tmp_path / "ref")
-    assert_identical(tmp_path / "ours", tmp_path / "ref")
+    assert "cannot express this tokenizer: its normalizer" in tokenize_as_megatron_does(data, folder, tmp_path, caplog)
 
 
 def test_different_ids_on_the_first_batch_send_the_job_to_hf(tmp_path, caplog):
@@ -109,11 +111,8 @@ def test_different_ids_on_the_first_batch_send_the_job_to_hf(tmp_path, caplog):
     folder = tmp_path / "tok"
     PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>").save_pretrained(folder)
     data = write_docs(tmp_path / "docs.jsonl", ["abc xabc", "bc", ""] * 3)
-    with caplog.at_level(logging.INFO, "llmrunner.tokenize.fast"):
-        tokenize_cpt([data], folder, tmp_path / "ours")
-    assert "gave other ids than HF for 3 of the first 9 texts" in caplog.text
-    write_reference(data, folder, tmp_path / "ref")
-    assert_identical(tmp_path / "ours", tmp_path / "ref")
+    log = tokenize_as_megatron_does(data, folder, tmp_path, caplog)
+    assert "gave other ids than HF for 3 of the first 9 texts" in log
 
 
 # Planes 4-13 hold no assigned code point (all category Cn, as the regexes class them): a sample of them is enough.
