@@ -93,13 +93,16 @@ class ExactEncoder:
         self.hf = hf_ids(backend)
         config = json.loads(backend.to_str())
         reason = refusal(config)
-        self.fast = None if reason else _load_tokie(backend)
+        missing = None if reason else _tokie_missing()
+        self.fast = None if reason or missing else _load_tokie(backend)
         self.checked = False
         contents = sorted((token["content"] for token in config.get("added_tokens", [])), key=len, reverse=True)
         self.added = re.compile("|".join(map(re.escape, contents))) if contents else None
         self.nfc = any(step.get("type") == "NFC" for step in _steps(config.get("normalizer")))
         if reason:
             log.info("encoding with HF tokenizers: the fast encoder (tokie) cannot express this tokenizer: %s", reason)
+        elif missing:
+            log.info("encoding with HF tokenizers: %s", missing)
 
     def for_hf(self, text: str) -> bool:
         """Whether `text` holds an added token's spelling or an odd character, as written or (NFC) normalized."""
@@ -172,6 +175,16 @@ def long_runs(texts: list[str]) -> list[bool]:
         starts, ends = edges[::2], edges[1::2]
         long[np.searchsorted(separators, starts[ends - starts >= LONG_RUN])] = True
     return long.tolist()
+
+
+def _tokie_missing() -> str | None:
+    """Why tokie cannot be used here: not installed (it has no wheel for some platforms, Linux aarch64 among them:
+    pyproject.toml installs it only where it has one); None when it imports."""
+    try:
+        import tokie  # noqa: F401
+    except ImportError:
+        return "tokie is not installed (pyproject.toml installs it on x86-64 and macOS)"
+    return None
 
 
 def _load_tokie(backend):

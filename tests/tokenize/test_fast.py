@@ -135,3 +135,11 @@ def test_every_character_in_context_gets_hf_ids(request, tokenizer):
             batch = texts[start:start + 50_000]
             assert encoder(batch, False) == hf(batch, False), context
             assert encoder.fast is not None
+
+
+def test_without_tokie_hf_encodes(tiny_tokenizer_dir, tmp_path, caplog, monkeypatch):
+    """Where tokie has no wheel (Linux aarch64) pyproject.toml leaves it out: tokenize says so and encodes with HF."""
+    monkeypatch.setitem(sys.modules, "tokie", None)  # `import tokie` raises ImportError, as where it is not installed
+    data = write_docs(tmp_path / "docs.jsonl", VARIED)
+    assert "encoding with HF tokenizers: tokie is not installed" in tokenize_as_megatron_does(
+        data, tiny_tokenizer_dir, tmp_path, caplog)
