@@ -7,12 +7,13 @@ import logging
 import random
 import shutil
 import sys
+import unicodedata
 from pathlib import Path
 
 import pytest
 
 from llmrunner.tokenize.core import tokenize_cpt
-from llmrunner.tokenize.fast import ExactEncoder, hf_ids, long_runs, refusal
+from llmrunner.tokenize.fast import ODD_CHARACTERS_END, ExactEncoder, hf_ids, long_runs, refusal
 from llmrunner.tokenizer import load_text_tokenizer
 from tests.tokenize.reference_writer import megatron_indexed_dataset, write_reference
 from tests.tokenize.samples import VARIED, assert_identical, write_docs
@@ -45,6 +46,11 @@ def test_fast_encoder_gives_hf_ids(request, tokenizer):
         assert encoder(TEXTS, add_special_tokens) == hf(TEXTS, add_special_tokens)
         assert encoder.fast is not None
     assert sum(long_runs(TEXTS)) == 4  # to HF: the 1 MB word, the " \n" run, "x" * 5,000 and 50,000; not "a" * 3,999
+
+
+def test_no_letter_number_or_space_lies_past_the_scanned_planes():
+    assert not [c for c in range(ODD_CHARACTERS_END, sys.maxunicode + 1)
+                if unicodedata.category(chr(c)) in ("Nl", "Zs")]
 
 
 def test_long_runs():
