@@ -189,7 +189,7 @@ def _tokie_missing() -> str | None:
     try:
         import tokie  # noqa: F401
     except ImportError:
-        return "tokie is not installed (pyproject.toml installs it on x86-64 and macOS)"
+        return "tokie is not installed (pyproject.toml installs it only on the platforms it has wheels for)"
     return None
 
 
