@@ -28,9 +28,9 @@ from pathlib import Path
 from llmrunner.errors import ConfigError, StageError, first_few
 from llmrunner.progress import Progress
 from llmrunner.udatasets.augment import AugmentSettings
-from llmrunner.udatasets.dedup import ShardGroup, gather, open_shard_groups, parse_shard
+from llmrunner.udatasets.dedup import ShardGroup, gather, open_shard_groups
 from llmrunner.udatasets.near_dup import MinHashConfig
-from llmrunner.udatasets.shard import RecordRules, shard_items, shard_lines
+from llmrunner.udatasets.shard import RecordRules, dataset_entries, shard_items, shard_lines
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +50,9 @@ def map_and_gather(inputs: list[Path], out: Path, rules: RecordRules, dedup: str
     process with `workers` worker processes; return the stats. The dataset is named after `out`."""
     paths = output_paths(out)
     dataset = out.name[: -len(".jsonl")]
-    lines = (line for block in shard_lines(inputs, rules, dataset, workers=workers) for line in block.split(b"\n")[:-1])
-    header, entries = parse_shard(lines, f"the records of {dataset}")
+    entries = dataset_entries(inputs, rules, dataset, workers)
     _clear_failed(paths)
-    stats = gather([ShardGroup(dataset, header["files"], entries)], paths, exact=dedup == "exact",
+    stats = gather([ShardGroup(dataset, [p.name for p in inputs], entries)], paths, exact=dedup == "exact",
                    near=rules.minhash, augment_settings=augment)
     _log_stats(stats, paths)
     require_records(stats, paths)

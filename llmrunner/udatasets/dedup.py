@@ -14,7 +14,6 @@ duplicate is a near duplicate of the same kept record, see Deduplicator).
 """
 from __future__ import annotations
 
-import base64
 import json
 import shutil
 from collections import Counter, defaultdict
@@ -26,9 +25,8 @@ from typing import IO, NamedTuple
 from llmrunner.errors import StageError
 from llmrunner.udatasets.augment import AugmentSettings, augment
 from llmrunner.udatasets.near_dup import MinHashConfig, NearDupIndex
+from llmrunner.udatasets.shard import Entry, decode_line
 from llmrunner.udatasets.stats import Counts, LengthHistogram, duplicate_rate
-
-Entry = tuple[dict, bytes]  # (meta, payload) of one shard line
 
 
 class ShardGroup(NamedTuple):
@@ -38,18 +36,11 @@ class ShardGroup(NamedTuple):
     entries: Iterable[Entry]
 
 
-def split_line(line: bytes, source: str) -> Entry:
-    meta, tab, payload = line.rstrip(b"\n").partition(b"\t")
-    if not tab:
-        raise StageError(f"{source}: not a udatasets shard line ({line[:80]!r}); delete the file and rerun")
-    return json.loads(meta), payload
-
-
 def parse_shard(lines: Iterable[bytes], source: str) -> tuple[dict, Iterator[Entry]]:
     """(header, the item entries) of one shard's lines; the entries end with a check of the end marker."""
     lines = iter(lines)
     first = next(lines, b"")
-    header = split_line(first, source)[0] if b"\t" in first else None
+    header = decode_line(first, source)[0] if b"\t" in first else None
     if not isinstance(header, dict) or header.get("s") != "header":
         raise StageError(f"{source}: not a udatasets shard file (no shard header on its first line); give the "
                          f"files that `python -m llmrunner.udatasets shard` wrote")
@@ -57,7 +48,7 @@ def parse_shard(lines: Iterable[bytes], source: str) -> tuple[dict, Iterator[Ent
     def entries() -> Iterator[Entry]:
         count = 0
         for line in lines:
-            meta, payload = split_line(line, source)
+            meta, payload = decode_line(line, source)
             if meta["s"] == "end":
                 if meta["items"] != count:
                     raise StageError(f"{source}: {count} items, but its end marker says {meta['items']}")
@@ -131,7 +122,7 @@ class Deduplicator:
         """("exact" | "near", the matched kept record's key) for a duplicate; None for a new record, now indexed."""
         if self.seen is None and meta["s"] == "k":
             return None
-        digest = bytes.fromhex(meta["h"])
+        digest = meta["h"]
         if self.seen is not None and digest in self.seen:
             return self.seen[digest]
         if meta["s"] == "d":
@@ -142,7 +133,7 @@ class Deduplicator:
             if meta["m"] is None:
                 raise StageError("a shard line has no MinHash signature, though near de-dup is on: the shard files "
                                  "were written with near_dedup off or are not from one run; delete them and rerun")
-            match = self.near.find_or_add(key, base64.b64decode(meta["m"]), base64.b64decode(meta["b"]))
+            match = self.near.find_or_add(key, meta["m"], meta["b"])
             if match is not None:
                 self.seen[digest] = ("near", match)
                 return "near", match
@@ -151,6 +142,35 @@ class Deduplicator:
 
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False)  # json.dumps(obj, ensure_ascii=False), without a new encoder a call
+
+
+WRITE_BUFFER = 1 << 20  # bytes: the data and duplicates files get a write a record, most of them small
+
+
+class DuplicateLines:
+    """The duplicates file's lines, `{"file", "line", "kind", "duplicate_of": {"dataset", "file", "line"}}` as
+    json.dumps writes them, put together from the parts that name files, each encoded once (a fifth of the time
+    of encoding each line's dict)."""
+
+    def __init__(self, own_files: list[str], datasets: list[str], files: dict[int, list[str]]) -> None:
+        self.own_files, self.datasets, self.files = own_files, datasets, files
+        self._heads: dict[int, bytes] = {}
+        self._middles: dict[tuple[str, int, int], bytes] = {}
+
+    def __call__(self, own_file: int, line: int, kind: str, dataset: int, file: int, matched_line: int) -> bytes:
+        head = self._heads.get(own_file)
+        if head is None:
+            head = self._heads[own_file] = self._part('{"file": %s, "line": ', self.own_files[own_file])
+        middle = self._middles.get((kind, dataset, file))
+        if middle is None:
+            middle = self._middles[kind, dataset, file] = self._part(
+                ', "kind": %s, "duplicate_of": {"dataset": %s, "file": %s, "line": ', kind, self.datasets[dataset],
+                self.files[dataset][file])
+        return b"%s%d%s%d}}\n" % (head, line, middle, matched_line)
+
+    @staticmethod
+    def _part(template: str, *names: str) -> bytes:
+        return (template % tuple(map(_ENCODER.encode, names))).encode("utf-8")
 
 
 def _write(stream: IO[bytes], obj: dict) -> None:
@@ -174,8 +194,9 @@ def gather(groups: list[ShardGroup], paths: dict[str, Path], exact: bool = True,
     lengths = {"chars": LengthHistogram(), "tokens": LengthHistogram()}
     cleaned = augmented = 0
     paths["data"].parent.mkdir(parents=True, exist_ok=True)
-    with open(paths["data"], "wb") as data, open(paths["rejects"], "wb") as rejects, \
-            open(paths["duplicates"], "wb") as duplicates:
+    duplicate_line = DuplicateLines(own.files, names, files)
+    with open(paths["data"], "wb", buffering=WRITE_BUFFER) as data, open(paths["rejects"], "wb") as rejects, \
+            open(paths["duplicates"], "wb", buffering=WRITE_BUFFER) as duplicates:
 
         def kept_records() -> Iterator[tuple[bytes, dict]]:
             nonlocal cleaned
@@ -195,9 +216,7 @@ def gather(groups: list[ShardGroup], paths: dict[str, Path], exact: bool = True,
                     kind, (dataset, file, line) = match
                     counts.duplicates[kind] += 1
                     by_dataset[names[dataset]][kind] += 1
-                    _write(duplicates, {"file": own.files[meta["f"]], "line": meta["n"], "kind": kind,
-                                        "duplicate_of": {"dataset": names[dataset], "file": files[dataset][file],
-                                                         "line": line}})
+                    duplicates.write(duplicate_line(meta["f"], meta["n"], kind, dataset, file, line))
                     continue
                 counts.kept += 1
                 lengths["chars"].add(meta["chars"])

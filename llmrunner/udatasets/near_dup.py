@@ -214,17 +214,18 @@ def _power_table(base: int) -> np.ndarray:
     return _powers(_U64(base), 2 * BATCH_BYTES + 1)
 
 
-def minhash_signatures(texts: list[str], config: MinHashConfig) -> list[bytes]:
+def minhash_signatures(texts: list[str], config: MinHashConfig, spaced: bool = False) -> list[bytes]:
     """[minhash_signature(text, config) for text in texts], the same bytes, computed a batch of texts at a time:
     one round of numpy calls for many short texts instead of one per text, whose fixed cost (~40 calls) is most
     of a short text's signature. An ASCII text is hashed as it is (its whitespace is the bytes _SPACE marks); any
-    other text has its words joined by single spaces first."""
+    other text has its words joined by single spaces first, unless `spaced`: the caller knows that no text holds
+    whitespace beyond ASCII (records.normalise's output), so every text is hashed as it is."""
     signatures: list[bytes | None] = [None] * len(texts)
     batch: list[int] = []
     data: list[bytes] = []
     size = 0
     for index, text in enumerate(texts):
-        encoded = (text if text.isascii() else " ".join(text.split())).encode("utf-8") \
+        encoded = (text if spaced or text.isascii() else " ".join(text.split())).encode("utf-8") \
             if len(text) <= BATCH_BYTES else b""
         if not encoded or len(encoded) > BATCH_BYTES:  # no word (a rare case, done as ever) or a long text
             signatures[index] = minhash_signature(text, config)

@@ -7,7 +7,11 @@ contains an eval item is rejected as `contaminated:<set>`, its reject line namin
 depends on one record alone happens here, in parallel worker processes; de-duplication, which depends on every
 earlier record, happens in dedup.py. Repeats cost next to nothing: a record whose hash is that of a record the
 same process kept (de-dup on: RecordRules.drop_repeats) stops at its hash, as a `d` line, since it is sure to be
-a duplicate of what that record matched (see ChunkChecker._repeats for when it is sure).
+a duplicate of what that record matched (see ChunkChecker._repeats for when it is sure). With worker processes,
+the parent parses every item and settles these repeats itself (ChunkChecker.front), so they never travel.
+
+The one-process form (core.map_and_gather) hands the entries (`Entry`: meta and payload) to the gather as they
+are; a shard job writes them as lines (encode_entries), which the gather job reads back (decode_line).
 
 Shard file (`data/processed/<kind>/.shards/<dataset>.<i>-of-<n>.jsonl`, an intermediate): lines
 `<meta JSON>\\t<payload>\\n`, which split at the first tab (JSON escapes tabs and newlines inside strings):
@@ -15,10 +19,10 @@ Shard file (`data/processed/<kind>/.shards/<dataset>.<i>-of-<n>.jsonl`, an inter
 - one line per raw item that the shard owns (running index j over all items of the dataset's files, blank
   lines included, with j % n == i), in input order:
   `{"s": "b", "f"}` a blank line (not a record); `{"s": "r", "f", "c", "reason"}` + the rejects-file line;
-  `{"s": "k", "f", "n", "c", "chars", "tokens", "h", "m"}` + the record's output line: a candidate for
+  `{"s": "k", "f", "n", "c", "chars", "tokens", "h", "m", "b"}` + the record's output line: a candidate for
   the data file (`f` file number, `n` line, `c` 1 when cleaning changed the text, `tokens` null when not
-  counted, `h` exact-dedup hash as hex, `m` MinHash signature as base64, null when near de-dup is off, and
-  then `b`, its LSH band keys (near_dup.band_hashes) as base64, made here for a chunk at once);
+  counted, `h` exact-dedup hash as hex, `m` MinHash signature and `b` its LSH band keys (near_dup.band_hashes,
+  made here for a chunk at once) as base64, both null when near de-dup is off);
   `{"s": "d", "f", "n", "c", "h"}` and no payload: a repeat of a record this process kept (above);
 - last, `{"s": "end", "items": count}`, so that a cut-short file is never mistaken for a whole one.
 """
@@ -31,11 +35,13 @@ import multiprocessing
 import os
 import signal
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from llmrunner.errors import StageError
 from llmrunner.jsonl import Line
 from llmrunner.progress import Progress, ReadPosition
 from llmrunner.udatasets.adapters import Adapter
@@ -116,8 +122,13 @@ def _utf8(text: str) -> Iterator[bytes]:
         yield text[start:start + PIECE_CHARS].encode("utf-8")
 
 
+_ASCII_ENCODER = json.JSONEncoder()  # the same output for a record whose strings are all ASCII, ~2x faster
+
+
 def encode_record(record: dict) -> tuple[bytes | None, str | None]:
     """(the record's output line without newline, None) or (None, reject reason)."""
+    if _plain_cpt(record) and record["text"].isascii() and len(record["text"]) <= PIECE_CHARS:
+        return _ASCII_ENCODER.encode(record).encode("ascii"), None
     try:
         if content_chars(record) <= PIECE_CHARS:
             return _ENCODER.encode(record).encode("utf-8"), None
@@ -130,16 +141,41 @@ def encode_record(record: dict) -> tuple[bytes | None, str | None]:
         return None, "not_json_serialisable"
 
 
+Entry = tuple[dict, bytes]
+"""(meta, payload) of one item, as the map side makes it and the gather reads it: the meta's hash, signature and
+band keys as bytes. A shard file holds them as lines (encode_entries, decode_line)."""
 _META_ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 
-def _line_parts(meta: dict, payload: bytes = b"") -> list[bytes]:
-    """One shard line, in parts to be joined with the other lines (a huge payload is copied once, not twice)."""
-    return [_META_ENCODER.encode(meta).encode("utf-8"), b"\t", payload, b"\n"]
+def encode_entries(entries: list[Entry]) -> bytes:
+    """The shard lines of `entries`, joined (a huge payload is copied once, not twice)."""
+    parts = []
+    for meta, payload in entries:
+        if "h" in meta:
+            meta = {**meta, "h": meta["h"].hex()}
+            for name in ("m", "b"):
+                if meta.get(name) is not None:
+                    meta[name] = base64.b64encode(meta[name]).decode("ascii")
+        parts += (_META_ENCODER.encode(meta).encode("utf-8"), b"\t", payload, b"\n")
+    return b"".join(parts)
+
+
+def decode_line(line: bytes, source: str) -> Entry:
+    """One shard line (with or without its newline) -> its entry."""
+    meta, tab, payload = line.rstrip(b"\n").partition(b"\t")
+    if not tab:
+        raise StageError(f"{source}: not a udatasets shard line ({line[:80]!r}); delete the file and rerun")
+    meta = json.loads(meta)
+    if "h" in meta:
+        meta["h"] = bytes.fromhex(meta["h"])
+        for name in ("m", "b"):
+            if meta.get(name) is not None:
+                meta[name] = base64.b64decode(meta[name])
+    return meta, payload
 
 
 def _line(meta: dict) -> bytes:
-    return b"".join(_line_parts(meta))
+    return encode_entries([(meta, b"")])
 
 
 class _Entry:
@@ -160,55 +196,65 @@ class ChunkChecker:
 
     def __init__(self, rules: RecordRules, files: list[str]) -> None:
         self.rules, self.files = rules, files
-        self.counter = TokenCounter(rules.tokenizer) if rules.counts_tokens() else None
         # No token or contamination filter: a record that encodes is kept, and its repeats share its fate.
-        self.decided = self.counter is None and rules.decontaminate is None
+        self.decided = not rules.counts_tokens() and rules.decontaminate is None
         # exact-dedup hash of each record kept so far -> (with a filter on) the hash of its contents as they are
         self.kept: dict[bytes, bytes | None] = {}
         # hash of the contents of each record kept so far as the adapter gave them -> (its exact-dedup hash,
         # whether cleaning changed it): a repeat byte for byte is known before it is cleaned
         self.kept_as_read: dict[bytes, tuple[bytes, bool]] = {}
 
-    def __call__(self, chunk: list[tuple[int, Line | RawItem]]) -> bytes:
-        """The shard lines of `chunk`'s items. Takes the items out of `chunk` as it goes, and drops each copy of a
-        record's text once it is not needed: a huge record is held in memory a few times, not once per step."""
+    def __call__(self, chunk: list[tuple[int, Line | RawItem]]) -> list[Entry]:
+        """The entries of `chunk`'s items (what their shard lines hold, see encode_entries). Takes the items out of
+        `chunk` as it goes, and drops each copy of a record's text once it is not needed: a huge record is held in
+        memory a few times, not once per step."""
         entries = []
         chunk.reverse()
         while chunk:
-            entries.append(self._check(*chunk.pop()))
+            entry, record = self.front(*chunk.pop())
+            entries.append(entry if record is None else self.back(entry, record))
+        return self.finish(entries)
+
+    def finish(self, entries: list[_Entry]) -> list[Entry]:
+        """The entries of a chunk's checked items: the filters that look at the whole chunk, the signatures."""
         candidates = [e for e in entries if e.record is not None]
         if not self.decided:
             self._filter(candidates)
         if self.rules.minhash is not None:
             self._sign([e for e in candidates if e.record is not None and e.key is not None])
-        parts = []  # of the lines, joined once
+        done = []
         entries.reverse()
         while entries:
-            parts += self._line_parts(entries.pop())
-        return b"".join(parts)
+            done.append(self._entry(entries.pop()))
+        return done
 
-    def _check(self, number: int, item: Line | RawItem) -> _Entry:
-        """Everything but the filters that look at a whole chunk: parsing, the adapter, cleaning, the character
-        filters, the hash, and, for a record that does not repeat a kept one, its output line."""
+    def front(self, number: int, item: Line | RawItem) -> tuple[_Entry, dict | None]:
+        """Parsing, the adapter, and (de-dup on) whether the record repeats, as it is, one this process kept:
+        (the entry, None) when that settles its fate, else (the entry, the adapted record) for `back`."""
         if isinstance(item, Line):
             item = jsonl_item(item)
         if item.reason == BLANK:
-            return _Entry(number, item.number, None, BLANK)
+            return _Entry(number, item.number, None, BLANK), None
         # the parsed raw record is dropped: only its raw text may be needed (a reject)
         entry = _Entry(number, item.number, item.raw, item.reason)
         record, item = item.record, None
         if record is None:
-            return entry
+            return entry, None
         record, entry.reason = self.rules.adapter(record)
         if record is None:
-            return entry
+            return entry, None
         if self.rules.drop_repeats:
             entry.as_read = _contents_digest(record)
             known = self.kept_as_read.get(entry.as_read)
             if known is not None and _encodes_besides_contents(record):
                 entry.digest, entry.cleaned = known
                 entry.reason, entry.raw = REPEAT, None
-                return entry
+                return entry, None
+        return entry, record
+
+    def back(self, entry: _Entry, record: dict) -> _Entry:
+        """The rest of one record but the filters that look at a whole chunk: cleaning, the character filters, the
+        hash, and, for a record that does not repeat a kept one, its output line."""
         record, entry.reason, entry.cleaned = check_adapted(record, self.rules)
         if record is None:
             return entry
@@ -238,10 +284,11 @@ class ChunkChecker:
     def _remember(self, entry: _Entry) -> None:
         if not self.rules.drop_repeats:
             return
-        if len(self.kept) >= KEPT_MAX:
+        if len(self.kept) >= KEPT_MAX or len(self.kept_as_read) >= KEPT_MAX:
             self.kept.clear()  # bounded memory; only repeats further apart than this are checked in full
             self.kept_as_read.clear()
-        self.kept[entry.digest] = None if self.decided else _contents_digest(entry.record)
+        if entry.record is not None:
+            self.kept[entry.digest] = None if self.decided else _contents_digest(entry.record)
         if entry.as_read is not None:
             self.kept_as_read[entry.as_read] = entry.digest, entry.cleaned
 
@@ -269,37 +316,37 @@ class ChunkChecker:
         """The MinHash signatures of the chunk's kept records, in one batch (a huge record's is made when its line
         is written: its text is case-folded a piece at a time there)."""
         texts = [near_dup_text(e.record, e.key) for e in entries]
-        signatures = minhash_signatures(texts, self.rules.minhash)
+        signatures = minhash_signatures(texts, self.rules.minhash, spaced=True)  # normalised texts
         for entry, signature, bands in zip(entries, signatures, band_hashes(signatures, self.rules.minhash)):
             entry.signature, entry.bands = signature, bands
 
-    def _line_parts(self, entry: _Entry) -> list[bytes]:
+    def _entry(self, entry: _Entry) -> Entry:
         if entry.reason == BLANK:
-            return _line_parts({"s": "b", "f": entry.number})
+            return {"s": "b", "f": entry.number}, b""
         if entry.reason == REPEAT:
-            return _line_parts({"s": "d", "f": entry.number, "n": entry.line, "c": int(entry.cleaned),
-                                "h": entry.digest.hex()})
+            return {"s": "d", "f": entry.number, "n": entry.line, "c": int(entry.cleaned), "h": entry.digest}, b""
         if entry.record is None:
             reject = {"file": self.files[entry.number], "line": entry.line, "reason": entry.reason, "raw": entry.raw}
             if entry.contaminated is not None:  # which items it contains (the first few)
                 reject["eval_items"] = entry.contaminated[1][:EVAL_ITEMS_SHOWN]
-            return _line_parts({"s": "r", "f": entry.number, "c": int(entry.cleaned), "reason": entry.reason},
-                               json.dumps(reject, ensure_ascii=False).encode("utf-8"))
+            return ({"s": "r", "f": entry.number, "c": int(entry.cleaned), "reason": entry.reason},
+                    json.dumps(reject, ensure_ascii=False).encode("utf-8"))
         record, entry.record = entry.record, None
         signature, bands = entry.signature, entry.bands
         if self.rules.minhash is not None and signature is None:
             signature = minhash_signature(near_dup_text(record), self.rules.minhash)
             bands = band_hashes([signature], self.rules.minhash)[0]
-        meta = {"s": "k", "f": entry.number, "n": entry.line, "c": int(entry.cleaned), "chars": content_chars(record),
-                "tokens": entry.tokens, "h": entry.digest.hex(),
-                "m": base64.b64encode(signature).decode("ascii") if signature is not None else None}
-        if bands is not None:
-            meta["b"] = base64.b64encode(bands).decode("ascii")
-        return _line_parts(meta, entry.encoded)
+        return ({"s": "k", "f": entry.number, "n": entry.line, "c": int(entry.cleaned), "chars": content_chars(record),
+                 "tokens": entry.tokens, "h": entry.digest, "m": signature, "b": bands}, entry.encoded)
+
+    @cached_property
+    def counter(self) -> TokenCounter:
+        """Loaded where records are counted: a parent process that only parses (_checked_chunks) never needs it."""
+        return TokenCounter(self.rules.tokenizer)
 
     def _count_tokens(self, records: list[dict]) -> list[int | None]:
         """Each record's token count (None when not counted), counted in one batch over all their texts."""
-        if self.counter is None:
+        if not self.rules.counts_tokens():
             return [None] * len(records)
         texts = [text for record in records for text in contents(record)]
         counts = iter(self.counter.count(texts))
@@ -310,24 +357,29 @@ def _digest(record: dict) -> tuple[bytes | None, str | None]:
     """(the exact-dedup hash of the record's normalised text, that text when it is short enough to keep for the
     near-dup text) or (None, None) for a text that holds a lone surrogate, which encoding then rejects."""
     key = dedup_key(record)
-    hasher = hashlib.blake2b(digest_size=16)
-    try:
-        for piece in _utf8(key):
-            hasher.update(piece)
-    except UnicodeEncodeError:
-        return None, None
-    return hasher.digest(), key if len(key) <= PIECE_CHARS else None
+    digest = _blake2b([key])
+    return (digest, key if len(key) <= PIECE_CHARS else None) if digest is not None else (None, None)
 
 
 def _contents_digest(record: dict) -> bytes | None:
-    """A hash of what cleaning, the filters and the de-dup keys read, as it is: the contents (SFT: with each
-    turn's role), each with its length first; None for a text that holds a lone surrogate."""
+    """A hash of what cleaning, the filters and the de-dup keys read, as it is: the text, or (SFT) each turn's
+    role and content, each with its length first; None for a text that holds a lone surrogate."""
+    if "messages" not in record:
+        return _blake2b([record["text"]])  # one text: no lengths needed to tell where it ends
+    return _blake2b([text for m in record["messages"] for text in (m["role"], m["content"])], lengths=True)
+
+
+def _blake2b(texts: list[str], lengths: bool = False) -> bytes | None:
+    """The 16-byte BLAKE2b of the texts' UTF-8, each after its length and a colon with `lengths`; None for a text
+    that holds a lone surrogate."""
     hasher = hashlib.blake2b(digest_size=16)
-    texts = [text for m in record["messages"] for text in (m["role"], m["content"])] if "messages" in record \
-        else [record["text"]]
     try:
         for text in texts:
-            hasher.update(b"%d:" % len(text))
+            if lengths:
+                hasher.update(b"%d:" % len(text))
+            if len(text) <= PIECE_CHARS:  # most texts: one piece
+                hasher.update(text.encode("utf-8"))
+                continue
             for piece in _utf8(text):
                 hasher.update(piece)
     except UnicodeEncodeError:
@@ -335,9 +387,26 @@ def _contents_digest(record: dict) -> bytes | None:
     return hasher.digest()
 
 
+_INT64 = range(-1 << 63, 1 << 63)
+
+
+def _plain(value: object) -> bool:
+    """A value that JSON encodes for sure: None, a bool, a 64-bit int or an ASCII str."""
+    return value is None or type(value) is bool or (type(value) is int and value in _INT64) \
+        or (type(value) is str and value.isascii())
+
+
+def _plain_cpt(record: dict) -> bool:
+    """A CPT record whose keys are ASCII and whose values besides the text are _plain (most records)."""
+    return "text" in record and all(type(name) is str and name.isascii() and (name == "text" or _plain(value))
+                                    for name, value in record.items())
+
+
 def _encodes_besides_contents(record: dict) -> bool:
     """Whether the record with its contents emptied encodes: a repeat of a kept record's contents is rejected
-    for the rest of it (a NaN, say) as it would be in full."""
+    for the rest of it (a NaN, say) as it would be in full. A _plain_cpt record needs no encoding."""
+    if _plain_cpt(record):
+        return True
     emptied = {**record, "messages": [{**m, "content": ""} for m in record["messages"]]} if "messages" in record \
         else {**record, "text": ""}
     return encode_record(emptied)[1] is None
@@ -369,29 +438,64 @@ def _start_worker(rules: RecordRules, files: list[str]) -> None:
     _worker_checker = ChunkChecker(rules, files)
 
 
-def _check_in_worker(chunk: list) -> tuple[bytes, int]:
-    count = len(chunk)  # before the checker empties it
-    return _worker_checker(chunk), count
+def _back_in_worker(items: list[tuple[tuple, dict]]) -> list[Entry]:
+    """A worker's part of a chunk: `back` and `finish` for the items the parent's `front` left open."""
+    entries = []
+    items.reverse()
+    while items:  # each item out of the list as it goes (memory, as ChunkChecker.__call__)
+        (number, line, raw, as_read), record = items.pop()
+        entry = _Entry(number, line, raw, None)
+        entry.as_read = as_read
+        entries.append(_worker_checker.back(entry, record))
+    return _worker_checker.finish(entries)
 
 
-def _checked_chunks(chunks: Iterator[list], rules: RecordRules, files: list[str],
-                    workers: int) -> Iterator[tuple[bytes, int]]:
-    """(shard lines, items) per chunk, in input order, whatever the number of workers."""
+def _checked_chunks(chunks: Iterator[list], rules: RecordRules, files: list[str], workers: int,
+                    encode: bool) -> Iterator[tuple[list[Entry] | bytes, int]]:
+    """(entries, or their shard lines with `encode`, and the items) per chunk, in input order, whatever the number
+    of workers. With workers, this process parses each item and settles those whose fate needs no more (blank
+    lines, rejects, repeats of records kept: the map side's cheapest and, with many repeats, most common case);
+    the workers check the rest, and what they kept is remembered here, so its repeats never travel."""
+    checker = ChunkChecker(rules, files)
     if workers == 1:
-        checker = ChunkChecker(rules, files)
         for chunk in chunks:
             count = len(chunk)  # before the checker empties it
-            yield checker(chunk), count
+            entries = checker(chunk)
+            yield (encode_entries(entries) if encode else entries), count
         return
     # fork: the workers inherit the rules (a custom adapter is a closure, which pickling cannot carry)
     with multiprocessing.get_context("fork").Pool(workers, _start_worker, (rules, files)) as pool:
         pending: deque = deque()
+
+        def merged() -> tuple[list[Entry] | bytes, int]:
+            fronts, result = pending.popleft()
+            checked = iter(result.get())
+            entries = []
+            for entry, open_ in fronts:
+                if not open_:
+                    entries.append(checker._entry(entry))
+                    continue
+                meta, payload = next(checked)
+                if meta["s"] == "k" and entry.as_read is not None:
+                    entry.digest, entry.cleaned = meta["h"], bool(meta["c"])
+                    checker._remember(entry)
+                entries.append((meta, payload))
+            return (encode_entries(entries) if encode else entries), len(fronts)
+
         for chunk in chunks:
-            pending.append(pool.apply_async(_check_in_worker, (chunk,)))
+            fronts, items = [], []
+            chunk.reverse()
+            while chunk:
+                entry, record = checker.front(*chunk.pop())
+                fronts.append((entry, record is not None))
+                if record is not None:
+                    items.append(((entry.number, entry.line, entry.raw, entry.as_read), record))
+                    entry.raw = None  # the worker holds it now
+            pending.append((fronts, pool.apply_async(_back_in_worker, (items,))))
             if len(pending) >= CHUNKS_IN_FLIGHT * workers:
-                yield pending.popleft().get()
+                yield merged()
         while pending:
-            yield pending.popleft().get()
+            yield merged()
 
 
 END_TAIL = 4096  # bytes at a shard file's end that hold its end marker line
@@ -413,13 +517,28 @@ def shard_items(path: Path) -> int:
 def shard_lines(inputs: list[Path], rules: RecordRules, dataset: str, shard: int = 0, shards: int = 1,
                 workers: int = 1) -> Iterator[bytes]:
     """The shard file's content, in blocks: header, one line per owned item of `inputs`, end marker."""
-    assert 0 <= shard < shards and workers >= 1, (shard, shards, workers)
     files = [p.name for p in inputs]
     yield _line({"s": "header", "dataset": dataset, "shard": shard, "shards": shards, "files": files})
+    items = yield from _checked(inputs, rules, dataset, shard, shards, workers, encode=True)
+    yield _line({"s": "end", "items": items})
+
+
+def dataset_entries(inputs: list[Path], rules: RecordRules, dataset: str, workers: int = 1) -> Iterator[Entry]:
+    """The entries of every item of `inputs`, in input order: what one shard's lines hold, never encoded."""
+    for entries in _checked(inputs, rules, dataset, 0, 1, workers, encode=False):
+        yield from entries
+
+
+def _checked(inputs: list[Path], rules: RecordRules, dataset: str, shard: int, shards: int, workers: int,
+             encode: bool) -> Generator[list[Entry] | bytes, None, int]:
+    """Per chunk of the items that shard `shard` of `shards` owns: their entries (or lines, with `encode`), with a
+    progress line; returns the number of items."""
+    assert 0 <= shard < shards and workers >= 1, (shard, shards, workers)
+    files = [p.name for p in inputs]
     desc = f"udatasets {dataset}" + (f" shard {shard} of {shards}" if shards > 1 else "")
     with Progress(desc, "records", inputs, rows=[row_count(p) for p in inputs]) as progress:
         chunks = _chunks(iter_items(inputs, rules.txt_mode, shard, shards), progress.read)
-        for block, count in _checked_chunks(chunks, rules, files, workers):
+        for block, count in _checked_chunks(chunks, rules, files, workers, encode):
             progress.advance(count)
             yield block
-    yield _line({"s": "end", "items": progress.items})
+    return progress.items

@@ -282,6 +282,24 @@ def test_worker_processes_do_not_change_the_output(scale_raw, tmp_path, word_tok
     assert stats["kept"] and stats["rejected"] and stats["duplicates"]["exact"] and stats["duplicates"]["near"]
 
 
+def test_with_workers_repeats_of_kept_records_never_reach_a_worker(tmp_path, monkeypatch):
+    """The parent parses each line and settles a repeat of a record some worker kept as a `d` line itself (the
+    exact-copies case: most lines), whichever worker kept it; the output is that of one process."""
+    monkeypatch.setattr(shard, "CHUNK_ITEMS", 1)
+    raw = write_jsonl(tmp_path / "a.jsonl", [{"text": words(0, 20), "id": 0}]
+                      + [{"text": words(i, 6), "id": i} for i in range(1, 20)]
+                      + [{"text": words(0, 20), "id": i} for i in range(20, 30)])
+    rules = RecordRules(builtin_adapter("text"), minhash=NEAR, drop_repeats=True)
+    write_shard([raw], tmp_path / "s.jsonl", rules, "a", 0, 1, workers=2)
+    metas = [json.loads(line.split(b"\t")[0]) for line in (tmp_path / "s.jsonl").read_bytes().splitlines()[1:-1]]
+    # chunks in flight when line 21 is read: fewer than 20, so the first record's fate is known here by then
+    assert shard.CHUNKS_IN_FLIGHT * 2 < 20
+    assert [m["s"] for m in metas[20:]] == ["d"] * 10 and {m["h"] for m in metas[20:]} == {metas[0]["h"]}
+    for workers in (1, 2):
+        map_and_gather([raw], tmp_path / f"w{workers}" / "a.jsonl", rules, workers=workers)
+    assert outputs(tmp_path / "w1", "a") == outputs(tmp_path / "w2", "a")
+
+
 def test_a_worker_process_ends_on_sigterm_whatever_its_parent_does_with_it():
     """A forked worker inherits Python signal handlers; one that keeps SIGTERM from ending it (a test session
     turning it into KeyboardInterrupt hung CI) makes Pool.terminate, which every `with Pool` ends with, wait

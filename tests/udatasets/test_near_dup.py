@@ -22,6 +22,7 @@ from llmrunner.udatasets.near_dup import (
     minhash_signature,
     recall_point,
 )
+from llmrunner.udatasets.records import normalise
 from tests.paths import REPO, demo_cpt_texts
 
 
@@ -243,6 +244,9 @@ def test_signatures_of_a_batch_are_those_of_each_text(documents, monkeypatch, co
     rng.shuffle(texts)
     each = [minhash_signature(text, config) for text in texts]
     assert near_dup.minhash_signatures(texts, config) == each
+    normalised = [normalise(text, casefold=True) for text in texts]  # what the map side signs, hashed as they are
+    assert near_dup.minhash_signatures(normalised, config, spaced=True) == [minhash_signature(text, config)
+                                                                            for text in normalised]
     monkeypatch.setattr(near_dup, "BATCH_BYTES", 4096)
     near_dup._power_table.cache_clear()
     try:
