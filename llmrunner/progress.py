@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
-
-from tqdm import tqdm
 
 from llmrunner.jsonl import bytes_read
 
@@ -72,7 +71,8 @@ class ReadPosition:
 
 
 def format_line(fields: dict) -> str:
-    """One progress line from tqdm's `format_dict`: `desc: n/total unit (pct%), rate, ETA h:mm:ss, postfix`."""
+    """One progress line from LogLines' fields (the keys of tqdm's `format_dict` of the same name):
+    `desc: n/total unit (pct%), rate, ETA h:mm:ss, postfix`."""
     n, total, unit, elapsed = fields["n"], fields["total"], fields["unit"], fields["elapsed"]
     rate = fields["rate"] or (n / elapsed if elapsed else None)
     if fields["unit_scale"]:  # bytes
@@ -90,29 +90,47 @@ def format_line(fields: dict) -> str:
 
 
 def _size(number: float, unit: str) -> str:
-    """`4.82MB`, `310kB`; `0B`, not tqdm's `0.00B`."""
-    return tqdm.format_sizeof(number, unit) if number else f"0{unit}"
+    """`4.82MB`, `310kB`, `12.3GB` (three significant digits, decimal prefixes); `0B`."""
+    for prefix in ("", "k", "M", "G", "T", "P"):
+        if abs(number) < 999.5 or prefix == "P":
+            break
+        number /= 1000
+    digits = 2 if abs(number) < 9.995 else 1 if abs(number) < 99.95 else 0
+    return f"{number:.{digits}f}{prefix}{unit}" if number else f"0{unit}"
 
 
-class _Discard:
-    """Where a LogLines bar's own terminal output goes."""
+class LogLines:
+    """Progress for a log file (a job's stderr): a `format_line` line at the start, then at most one every
+    `interval` seconds, and one at the end. Not a tqdm bar: importing tqdm costs a job ~35 ms of its start-up
+    (it looks up its own version through importlib.metadata), and there is no bar to draw."""
 
-    def write(self, text: str) -> None:
-        pass
+    def __init__(self, desc: str, total: int | None, unit: str, unit_scale: bool, interval: float) -> None:
+        self.fields = {"prefix": desc, "n": 0, "total": total, "unit": unit, "unit_scale": unit_scale,
+                       "elapsed": 0.0, "rate": None, "postfix": ""}
+        self.interval = interval
+        self.start = self.last = time.monotonic()
+        log.info(format_line(self.fields))
 
-    def flush(self) -> None:
-        pass
+    @property
+    def n(self) -> int:
+        return self.fields["n"]
 
+    def update(self, count: int) -> None:
+        self.fields["n"] += count
+        if time.monotonic() - self.last >= self.interval:
+            self._log()
 
-class LogLines(tqdm):
-    """A tqdm bar that logs one line (`format_line`) per refresh instead of redrawing a terminal line."""
+    def set_postfix_str(self, postfix: str, refresh: bool = False) -> None:
+        self.fields["postfix"] = postfix
 
-    monitor_interval = 0  # no monitor thread: updates come per batch, and udatasets forks workers meanwhile
+    def close(self) -> None:
+        self._log()
 
-    def display(self, msg: str | None = None, pos: int | None = None) -> bool:
-        if msg is None:  # tqdm clears a line with msg ""
-            log.info(format_line(self.format_dict))
-        return True
+    def _log(self) -> None:
+        self.last = time.monotonic()
+        elapsed = self.last - self.start
+        self.fields.update(elapsed=elapsed, rate=self.fields["n"] / elapsed if elapsed else None)
+        log.info(format_line(self.fields))
 
 
 class Progress:
@@ -124,16 +142,17 @@ class Progress:
                  rows: list[int | None] | None = None, interval: float | None = None) -> None:
         self.unit, self.items = unit, 0
         self.read = ReadPosition(paths, rows) if total is None else None
-        on_terminal = sys.stderr.isatty()
-        # miniters=1: a line when the interval has passed, whatever the rate (tqdm's default waits for as many
+        counts = dict(total=total, unit=unit, unit_scale=False) if self.read is None else \
+            dict(total=self.read.total or None, unit="B", unit_scale=True)
+        if not sys.stderr.isatty():
+            self.bar = LogLines(desc, **counts, interval=LOG_INTERVAL if interval is None else interval)
+            return
+        from tqdm import tqdm
+
+        # miniters=1: a redraw when the interval has passed, whatever the rate (tqdm's default waits for as many
         # items as came in the last interval, which a slow patch may take long to reach)
-        options = dict(desc=desc, miniters=1, mininterval=interval if interval is not None else
-                       TTY_INTERVAL if on_terminal else LOG_INTERVAL)
-        if self.read is None:
-            options.update(total=total, unit=unit)
-        else:
-            options.update(total=self.read.total or None, unit="B", unit_scale=True)
-        self.bar = tqdm(**options, file=sys.stderr) if on_terminal else LogLines(**options, file=_Discard())
+        self.bar = tqdm(desc=desc, **counts, miniters=1, mininterval=TTY_INTERVAL if interval is None else interval,
+                        file=sys.stderr)
 
     def advance(self, items: int) -> None:
         """`items` more are done (and, counting bytes, the input read so far)."""

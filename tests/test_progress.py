@@ -11,7 +11,7 @@ from itertools import islice
 import pytest
 
 from llmrunner.jsonl import iter_lines
-from llmrunner.progress import Progress, ReadPosition, format_line
+from llmrunner.progress import Progress, ReadPosition, _size, format_line
 from llmrunner.udatasets.readers import row_count
 
 
@@ -30,6 +30,14 @@ def test_line_has_total_percent_rate_and_eta():
     # before any rate is measured: the start line
     assert format_line(fields(n=0, elapsed=0, rate=None)) == \
         "udatasets python_docs: 0/48,620 records (0%), ? records/s, ETA ?"
+
+
+@pytest.mark.parametrize("number", [1, 9.994, 9.996, 99.9, 99.96, 100, 999.4, 999.6, 310_000, 1_200_000, 4_862_000,
+                                    12.3e9, 5e16])
+def test_sizes_read_as_on_a_terminal_bar(number):
+    from tqdm import tqdm
+
+    assert _size(number, "B") == tqdm.format_sizeof(number, "B")
 
 
 def test_a_log_file_gets_whole_lines(monkeypatch, caplog):

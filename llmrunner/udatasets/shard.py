@@ -31,7 +31,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import multiprocessing
 import os
 import signal
 from collections import deque
@@ -463,6 +462,8 @@ def _checked_chunks(chunks: Iterator[list], rules: RecordRules, files: list[str]
             entries = checker(chunk)
             yield (encode_entries(entries) if encode else entries), count
         return
+    import multiprocessing  # here: a one-process job does without its start-up
+
     # fork: the workers inherit the rules (a custom adapter is a closure, which pickling cannot carry)
     with multiprocessing.get_context("fork").Pool(workers, _start_worker, (rules, files)) as pool:
         pending: deque = deque()
