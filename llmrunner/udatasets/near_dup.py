@@ -208,6 +208,30 @@ _SPACE[[ord(c) for c in map(chr, range(128)) if c.isspace()]] = True  # what str
 _IN_WORD = ~_SPACE
 
 
+def _word_bounds(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(which bytes of `data` are in a word, where each word starts, where it ends: its first byte after), the
+    words of ASCII text as str.split() finds them (whitespace: the bytes _SPACE marks)."""
+    in_word = np.zeros(len(data) + 2, dtype=bool)  # a False byte either side: every word starts and ends
+    _IN_WORD.take(data, out=in_word[1:-1])  # take: ~2x faster than indexing with the bytes
+    changes = np.flatnonzero(in_word[1:] != in_word[:-1])  # alternately a word's start and its end
+    return in_word[1:-1], changes[0::2], changes[1::2]
+
+
+def normalised_ascii(texts: list[bytes]) -> list[bytes]:
+    """[b" ".join(text.split()) for text in texts] (records.normalise's key for ASCII text, whose str.split()
+    splits where bytes.split() does and on \\x1c-\\x1f too), each text with a word at least: a few numpy passes
+    over all the texts at once instead of a word object per word (~5x faster on the demo corpus)."""
+    data = np.frombuffer(b"\n".join(texts), dtype=np.uint8)
+    in_word, starts, ends = _word_bounds(data)
+    keep = in_word.copy()
+    out = data.copy()
+    keep[ends[:-1]] = True  # the first byte after each word but the last: the space before the next word ...
+    out[ends[:-1]] = ord(" ")
+    text_ends = np.cumsum([len(text) + 1 for text in texts[:-1]])  # ... or the line break before the next text
+    out[ends[np.searchsorted(starts, text_ends) - 1]] = ord("\n")
+    return out[keep].tobytes().split(b"\n")
+
+
 @lru_cache(maxsize=2)
 def _power_table(base: int) -> np.ndarray:
     """base^0 .. base^(2 BATCH_BYTES) mod 2^64: enough for any batch of minhash_signatures."""
@@ -247,10 +271,7 @@ def _sign_batch(texts: list[str], batch: list[int], data: list[bytes], config: M
     width = config.shingle_words
     offsets = np.cumsum([0] + [len(d) + 1 for d in data])  # texts joined by one space each
     joined = np.frombuffer(b" ".join(data), dtype=np.uint8)
-    in_word = np.zeros(len(joined) + 2, dtype=bool)  # a False byte either side: every word starts and ends
-    _IN_WORD.take(joined, out=in_word[1:-1])  # take: ~2x faster than indexing with the bytes
-    changes = np.flatnonzero(in_word[1:] != in_word[:-1])  # alternately a word's start and its end
-    starts, ends = changes[0::2], changes[1::2]
+    starts, ends = _word_bounds(joined)[1:]
     # each word's hash as _polynomial gives it: its slice of the prefix sums, shifted back to position 0
     prefix = np.zeros(len(joined) + 1, dtype=np.uint64)
     np.cumsum((joined + _U64(1)) * _power_table(int(_BASE))[:len(joined)], out=prefix[1:])

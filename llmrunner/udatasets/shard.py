@@ -45,7 +45,13 @@ from llmrunner.jsonl import Line
 from llmrunner.progress import Progress, ReadPosition
 from llmrunner.udatasets.adapters import Adapter
 from llmrunner.udatasets.clean import Cleaning
-from llmrunner.udatasets.near_dup import MinHashConfig, band_hashes, minhash_signature, minhash_signatures
+from llmrunner.udatasets.near_dup import (
+    MinHashConfig,
+    band_hashes,
+    minhash_signature,
+    minhash_signatures,
+    normalised_ascii,
+)
 from llmrunner.udatasets.readers import BLANK, RawItem, iter_items, jsonl_item, row_count
 from llmrunner.udatasets.records import content_chars, contents, dedup_key, is_blank, near_dup_text
 from llmrunner.udatasets.tokens import TokenCounter
@@ -207,11 +213,14 @@ class ChunkChecker:
         """The entries of `chunk`'s items (what their shard lines hold, see encode_entries). Takes the items out of
         `chunk` as it goes, and drops each copy of a record's text once it is not needed: a huge record is held in
         memory a few times, not once per step."""
-        entries = []
+        entries, open_ = [], []
         chunk.reverse()
         while chunk:
             entry, record = self.front(*chunk.pop())
-            entries.append(entry if record is None else self.back(entry, record))
+            entries.append(entry)
+            if record is not None:
+                open_.append((entry, record))
+        self.back(open_)
         return self.finish(entries)
 
     def finish(self, entries: list[_Entry]) -> list[Entry]:
@@ -251,23 +260,27 @@ class ChunkChecker:
                 return entry, None
         return entry, record
 
-    def back(self, entry: _Entry, record: dict) -> _Entry:
-        """The rest of one record but the filters that look at a whole chunk: cleaning, the character filters, the
-        hash, and, for a record that does not repeat a kept one, its output line."""
-        record, entry.reason, entry.cleaned = check_adapted(record, self.rules)
-        if record is None:
-            return entry
-        entry.digest, key = _digest(record)
-        if entry.digest is not None and self._repeats(entry.digest, record):
-            entry.reason, entry.raw = REPEAT, None
-            return entry
-        entry.encoded, entry.reason = encode_record(record)
-        if entry.encoded is not None:
-            entry.record, entry.key = record, key
-            if self.decided:
-                entry.raw = None  # kept: no reject line will need it
-                self._remember(entry)
-        return entry
+    def back(self, items: list[tuple[_Entry, dict]]) -> None:
+        """The rest of the records `front` left open, in order, but the filters that look at a whole chunk:
+        cleaning, the character filters, the hash (the chunk's at once), and, for a record that does not repeat a
+        kept one, its output line. Takes the items out of `items`."""
+        cleaned = []
+        items.reverse()
+        while items:
+            entry, record = items.pop()
+            record, entry.reason, entry.cleaned = check_adapted(record, self.rules)
+            if record is not None:
+                cleaned.append((entry, record))
+        for (entry, record), (entry.digest, key) in zip(cleaned, _digests([record for _, record in cleaned])):
+            if entry.digest is not None and self._repeats(entry.digest, record):
+                entry.reason, entry.raw = REPEAT, None
+                continue
+            entry.encoded, entry.reason = encode_record(record)
+            if entry.encoded is not None:
+                entry.record, entry.key = record, key
+                if self.decided:
+                    entry.raw = None  # kept: no reject line will need it
+                    self._remember(entry)
 
     def _repeats(self, digest: bytes, record: dict) -> bool:
         """Whether `record` is sure to share the fate of a record this process kept: the same normalised text, the
@@ -360,6 +373,18 @@ def _digest(record: dict) -> tuple[bytes | None, str | None]:
     return (digest, key if len(key) <= PIECE_CHARS else None) if digest is not None else (None, None)
 
 
+def _digests(records: list[dict]) -> list[tuple[bytes | None, str | None]]:
+    """[_digest(record) for record in records]: the normalised texts of the CPT records whose text is ASCII (most)
+    made at once (near_dup.normalised_ascii); the others one by one."""
+    results = [None] * len(records)
+    batch = [i for i, record in enumerate(records)
+             if "messages" not in record and len(record["text"]) <= PIECE_CHARS and record["text"].isascii()]
+    keys = normalised_ascii([records[i]["text"].encode("ascii") for i in batch]) if batch else []
+    for i, key in zip(batch, keys):
+        results[i] = hashlib.blake2b(key, digest_size=16).digest(), key.decode("ascii")
+    return [result if result is not None else _digest(record) for result, record in zip(results, records)]
+
+
 def _contents_digest(record: dict) -> bytes | None:
     """A hash of what cleaning, the filters and the de-dup keys read, as it is: the text, or (SFT) each turn's
     role and content, each with its length first; None for a text that holds a lone surrogate."""
@@ -439,13 +464,15 @@ def _start_worker(rules: RecordRules, files: list[str]) -> None:
 
 def _back_in_worker(items: list[tuple[tuple, dict]]) -> list[Entry]:
     """A worker's part of a chunk: `back` and `finish` for the items the parent's `front` left open."""
-    entries = []
+    open_ = []
     items.reverse()
     while items:  # each item out of the list as it goes (memory, as ChunkChecker.__call__)
         (number, line, raw, as_read), record = items.pop()
         entry = _Entry(number, line, raw, None)
         entry.as_read = as_read
-        entries.append(_worker_checker.back(entry, record))
+        open_.append((entry, record))
+    entries = [entry for entry, _ in open_]
+    _worker_checker.back(open_)
     return _worker_checker.finish(entries)
 
 

@@ -229,6 +229,20 @@ def test_signatures_do_not_depend_on_how_the_text_is_cut(documents, monkeypatch)
         assert [minhash_signature(text, config) for text in texts] == whole, piece
 
 
+def test_normalised_ascii_texts_are_those_of_normalise(documents):
+    """The map side's batch of ASCII texts: the exact-dedup key records.normalise gives each (words apart by one
+    space, whatever the whitespace: str.split's, \\x1c-\\x1f among it), each text and all at once."""
+    rng = random.Random(1)
+    pieces = ["a", "Bc", "d.e", " ", "  ", "\t", "\n", "\r\n", "\x0b", "\x0c", "\x1c", "\x1f", "x"]
+    texts = [t for t in documents if t.isascii()]
+    texts += ["".join(rng.choice(pieces) for _ in range(rng.randrange(1, 30))) for _ in range(500)]
+    texts = [t for t in texts if t.split()]  # a text with a word at least, as the map side's are
+    assert near_dup.normalised_ascii([t.encode("ascii") for t in texts]) == \
+        [normalise(t).encode("ascii") for t in texts]
+    assert [near_dup.normalised_ascii([t.encode("ascii")])[0] for t in texts[-50:]] == \
+        [normalise(t).encode("ascii") for t in texts[-50:]]
+
+
 @pytest.mark.parametrize("config", [MinHashConfig(), MinHashConfig(shingle_words=1, num_perm=16),
                                     MinHashConfig(shingle_words=3, num_perm=4096)])
 def test_signatures_of_a_batch_are_those_of_each_text(documents, monkeypatch, config):
