@@ -259,27 +259,35 @@ def run(repeats: int, copies: int, worker_counts: list[int], reference_python: P
         samples: dict[tuple[str, int, str], list[tuple[float, int]]] = {}
         results: dict[tuple[str, int, str], dict[str, int]] = {}
         cpu: dict[tuple[str, int, str], list[float]] = {}  # user + system seconds of the run's processes
+        peaks: dict[tuple[str, int, str], int] = {}
         order = ["ours", *references]
-        for rep in range(repeats):
+        # the timed rounds, then one round that samples memory (sampling takes CPU the timed runs should not lose)
+        for rep in range(repeats + 1):
+            memory = rep == repeats
             for size, folder in inputs.items():
                 for workers in worker_counts:
                     for contender in order:
                         if contender in ("datasketch", "rensa") and workers != worker_counts[0]:
                             continue  # one process: the worker count does not apply
+                        key = (size, workers, contender)
                         out = work / f"out_{contender}_{size}_{workers}_{rep}"
                         out.mkdir()
                         before = _children_cpu()
                         wall, peak = measure(command(contender, reference_python, folder, out, workers),
-                                             {"OMP_NUM_THREADS": "1"})
-                        cpu.setdefault((size, workers, contender), []).append(_children_cpu() - before)
-                        samples.setdefault((size, workers, contender), []).append((wall, peak))
-                        results[(size, workers, contender)] = counts(contender, out)
+                                             {"OMP_NUM_THREADS": "1"}, memory=memory)
+                        results[key] = counts(contender, out)
+                        if memory:
+                            peaks[key] = peak
+                            print(f"  memory {size:>10} w={workers} {contender:<10} {peak / 2**20:7.0f} MiB",
+                                  flush=True)
+                            continue
+                        cpu.setdefault(key, []).append(_children_cpu() - before)
+                        samples.setdefault(key, []).append((wall, 0))
                         print(f"  repeat {rep + 1}/{repeats} {size:>10} w={workers} {contender:<10} "
-                              f"{wall:6.1f} s cpu {cpu[(size, workers, contender)][-1]:5.1f} s {peak / 2**20:7.0f} MiB "
-                              f"{results[(size, workers, contender)]}",
-                              flush=True)
+                              f"{wall:6.1f} s cpu {cpu[key][-1]:5.1f} s {results[key]}", flush=True)
             order = order[1:] + order[:1]  # rotate: no contender always runs first (cold caches) or last
-    rows = summary_rows(samples, sizes, lambda key: {**results[key], "cpu_s": statistics.median(cpu[key])})
+    rows = summary_rows(samples, sizes, lambda key: {**results[key], "cpu_s": statistics.median(cpu[key]),
+                                                     "peak_pss_mib": peaks[key] / 2**20})
     return {**environment(("numpy",), **reference_versions(reference_python, references)), "repeats": repeats,
             "inputs": sizes, "settings": OURS_SETTINGS, "rows": rows}
 

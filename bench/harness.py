@@ -27,9 +27,10 @@ def compile_package() -> None:
     compileall.compile_dir(REPO / "llmrunner", quiet=1)
 
 
-def measure(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
+def measure(argv: list[str], env: dict[str, str], memory: bool = True) -> tuple[float, int]:
     """Run argv to completion from the repository root with `env` added to the environment; return (wall
-    seconds, peak memory in bytes, sampled every 50 ms).
+    seconds, peak memory in bytes, sampled every 50 ms; 0 without `memory`: a sample takes ~5 ms of CPU a
+    process, 10-20% of a core beside a run of several processes, which the wall time of a short run shows).
 
     Memory is PSS summed over the process and its children: a page shared by n processes counts 1/n in
     each, so a forked worker's copy-on-write pages (a pool's, a checkpoint writer's) count once, as the
@@ -41,15 +42,16 @@ def measure(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
     start = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     parent, peak = psutil.Process(proc.pid), 0
-    while proc.poll() is None:
+    while memory and proc.poll() is None:
         try:
             peak = max(peak, sum(p.memory_full_info().pss for p in [parent, *parent.children(recursive=True)]))
         except psutil.Error:  # a process ended between listing and reading it
             pass
         time.sleep(0.05)
+    errors = proc.communicate()[1]
     wall = time.perf_counter() - start
     if proc.returncode:
-        raise SystemExit(f"{argv} failed:\n{proc.stderr.read().decode()[-3000:]}")
+        raise SystemExit(f"{argv} failed:\n{errors.decode()[-3000:]}")
     return wall, peak
 
 

@@ -29,6 +29,7 @@ Shard file (`data/processed/<kind>/.shards/<dataset>.<i>-of-<n>.jsonl`, an inter
 from __future__ import annotations
 
 import base64
+import gc
 import hashlib
 import json
 import os
@@ -59,8 +60,8 @@ from llmrunner.udatasets.tokens import TokenCounter
 if TYPE_CHECKING:  # decontaminate.py is imported where eval sets are listed (settings.py)
     from llmrunner.udatasets.decontaminate import EvalIndex
 
-CHUNK_ITEMS = 256  # items per task sent to a worker
-CHUNK_BYTES = 4 << 20  # ... or fewer, when they hold this much raw text
+CHUNK_ITEMS = 128  # items per task sent to a worker
+CHUNK_BYTES = 2 << 20  # ... or fewer, when they hold this much raw text
 CHUNKS_IN_FLIGHT = 3  # per worker: bounds the memory held by chunks read ahead or waiting to be written
 EVAL_ITEMS_SHOWN = 5  # ids of the eval items a contaminated record's reject line names
 KEPT_MAX = 1 << 19  # kept records a process remembers, to drop their repeats (~260 bytes each: 130 MiB at most)
@@ -491,6 +492,7 @@ def _checked_chunks(chunks: Iterator[list], rules: RecordRules, files: list[str]
         return
     import multiprocessing  # here: a one-process job does without its start-up
 
+    gc.freeze()  # what exists now stays out of the collector's passes, whose marks would copy its pages into workers
     # fork: the workers inherit the rules (a custom adapter is a closure, which pickling cannot carry)
     with multiprocessing.get_context("fork").Pool(workers, _start_worker, (rules, files)) as pool:
         pending: deque = deque()
