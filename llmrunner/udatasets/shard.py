@@ -128,13 +128,17 @@ def _utf8(text: str) -> Iterator[bytes]:
         yield text[start:start + PIECE_CHARS].encode("utf-8")
 
 
-_ASCII_ENCODER = json.JSONEncoder()  # the same output for a record whose strings are all ASCII, ~2x faster
+# For a record whose strings are all ASCII, the same output as _ENCODER but for DEL (\x7f), which only it escapes;
+# ~35% faster.
+_ASCII_ENCODER = json.JSONEncoder()
 
 
 def encode_record(record: dict) -> tuple[bytes | None, str | None]:
     """(the record's output line without newline, None) or (None, reject reason)."""
-    if _plain_cpt(record) and record["text"].isascii() and len(record["text"]) <= PIECE_CHARS:
-        return _ASCII_ENCODER.encode(record).encode("ascii"), None
+    if _plain_cpt(record) and len(record["text"]) <= PIECE_CHARS and record["text"].isascii():
+        line = _ASCII_ENCODER.encode(record)
+        if "\\u007f" not in line:  # else a DEL, or text that spells its escape: encoded as below
+            return line.encode("ascii"), None
     try:
         if content_chars(record) <= PIECE_CHARS:
             return _ENCODER.encode(record).encode("utf-8"), None
@@ -492,9 +496,14 @@ def _checked_chunks(chunks: Iterator[list], rules: RecordRules, files: list[str]
         return
     import multiprocessing  # here: a one-process job does without its start-up
 
-    gc.freeze()  # what exists now stays out of the collector's passes, whose marks would copy its pages into workers
-    # fork: the workers inherit the rules (a custom adapter is a closure, which pickling cannot carry)
-    with multiprocessing.get_context("fork").Pool(workers, _start_worker, (rules, files)) as pool:
+    # The workers fork with what exists now out of their collector's passes, whose marks would copy its pages
+    # into each of them; this process collects it again once they have forked.
+    gc.freeze()
+    try:  # fork: the workers inherit the rules (a custom adapter is a closure, which pickling cannot carry)
+        pool = multiprocessing.get_context("fork").Pool(workers, _start_worker, (rules, files))
+    finally:
+        gc.unfreeze()
+    with pool:
         pending: deque = deque()
 
         def merged() -> tuple[list[Entry] | bytes, int]:

@@ -13,7 +13,7 @@ from llmrunner.udatasets.__main__ import main
 from llmrunner.udatasets.adapters import builtin_adapter
 from llmrunner.udatasets.core import map_and_gather, output_paths
 from llmrunner.udatasets.settings import UdatasetsSettings
-from llmrunner.udatasets.shard import RecordRules
+from llmrunner.udatasets.shard import RecordRules, encode_record
 from tests.files import read_jsonl
 
 
@@ -79,6 +79,21 @@ def test_cpt_every_line_is_accounted_for(cpt_raw, tmp_path):
          "duplicate_of": {"dataset": "demo", "file": "a.jsonl", "line": 1}},
         {"file": "b.jsonl.gz", "line": 1, "kind": "exact",
          "duplicate_of": {"dataset": "demo", "file": "a.jsonl", "line": 1}}]
+
+
+@pytest.mark.parametrize("record", [
+    {"text": "plain ASCII", "id": 7, "ok": True, "note": None},
+    {"text": "a DEL \x7f in the text", "id": "x"},
+    {"text": "text", "id": "a DEL \x7f in the id"},
+    {"text": "spells \\u007f", "id": 1},
+    {"text": "quotes \" and \\ and \n\t\x01", "big": 1 << 70, "score": 1.5},
+    {"text": "caf\u00e9", "id": "x"},
+    {"text": "ASCII", "meta": {"source": "caf\u00e9"}, "tags": ["a", "b"]},
+    {"text": "ASCII", "\u00fcber": "key"},
+])
+def test_encoded_records_are_json_dumps_lines(record):
+    """Whatever path encode_record takes (an all-ASCII record has a faster one), the line is json.dumps's."""
+    assert encode_record(record) == (json.dumps(record, ensure_ascii=False).encode("utf-8"), None)
 
 
 def test_dedup_none_keeps_duplicates(tmp_path):

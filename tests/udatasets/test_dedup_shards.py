@@ -22,6 +22,7 @@ from llmrunner.udatasets import shard
 from llmrunner.udatasets.__main__ import main
 from llmrunner.udatasets.adapters import builtin_adapter
 from llmrunner.udatasets.core import gather_shards, map_and_gather, write_shard
+from llmrunner.udatasets.dedup import DuplicateLines
 from llmrunner.udatasets.near_dup import MinHashConfig
 from llmrunner.udatasets.settings import UdatasetsSettings
 from llmrunner.udatasets.shard import RecordRules, _start_worker
@@ -171,6 +172,19 @@ def test_dropping_repeats_in_the_map_job_changes_no_output(tmp_path, word_tokeni
         assert stats["duplicates"] == {"exact": 3 if "min_tokens" in settings else 4, "near": 2}
         assert stats["rejected"] == {"invalid_unicode": 2, "not_json_serialisable": 1,
                                      **({"too_few_tokens": 2} if "min_tokens" in settings else {})}
+
+
+def test_duplicate_lines_are_json_dumps_lines():
+    lines = DuplicateLines(['a "quoted" file.jsonl', "caf\u00e9.jsonl"], ["old", "n\u00e9w\\set"],
+                           {0: ["x.jsonl"], 1: ['a "quoted" file.jsonl', "caf\u00e9.jsonl"]})
+    for own, line, kind, dataset, file, matched in [(0, 3, "exact", 0, 0, 1), (1, 12, "near", 1, 0, 2),
+                                                   (1, 13, "near", 1, 0, 2), (0, 4, "near", 0, 0, 9)]:
+        files = [["x.jsonl"], ['a "quoted" file.jsonl', "caf\u00e9.jsonl"]]
+        expected = {"file": files[1][own], "line": line, "kind": kind,
+                    "duplicate_of": {"dataset": ["old", "n\u00e9w\\set"][dataset], "file": files[dataset][file],
+                                     "line": matched}}
+        assert lines(own, line, kind, dataset, file, matched) == \
+            json.dumps(expected, ensure_ascii=False).encode("utf-8") + b"\n"
 
 
 def test_token_filters_count_with_the_base_model_tokenizer(tmp_path, word_tokenizer):
