@@ -56,6 +56,23 @@ def test_a_log_file_gets_whole_lines(monkeypatch, caplog):
     assert stderr.getvalue() == ""  # no bar drawn beside the log lines
 
 
+def test_a_terminal_gets_a_tqdm_bar(monkeypatch, caplog):
+    """On a terminal the pass draws tqdm's bar (imported there only), redrawn in place, and logs no lines."""
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stderr = Terminal()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    with caplog.at_level(logging.INFO, logger="llmrunner.progress"), \
+            Progress("udatasets demo", "records", [], total=100, interval=0) as progress:
+        for _ in range(4):
+            progress.advance(25)
+    drawn = stderr.getvalue()
+    assert "\r" in drawn and "udatasets demo" in drawn and "100/100" in drawn and "records" in drawn
+    assert not caplog.records
+
+
 def test_read_position_counts_compressed_bytes_as_stored(tmp_path):
     data = tmp_path / "a.jsonl.gz"
     data.write_bytes(gzip.compress(b"".join(b'{"text": "%d %s"}\n' % (i, b"x" * (i % 97)) for i in range(50_000)),

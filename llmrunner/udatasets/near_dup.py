@@ -220,7 +220,7 @@ def _word_bounds(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def normalised_ascii(texts: list[bytes]) -> list[bytes]:
     """[b" ".join(text.split()) for text in texts] (records.normalise's key for ASCII text, whose str.split()
     splits where bytes.split() does and on \\x1c-\\x1f too), each text with a word at least: a few numpy passes
-    over all the texts at once instead of a word object per word (~5x faster on the demo corpus)."""
+    over all the texts at once instead of a word object per word (~8 µs a demo text against ~18)."""
     data = np.frombuffer(b"\n".join(texts), dtype=np.uint8)
     in_word, starts, ends = _word_bounds(data)
     keep = in_word.copy()
