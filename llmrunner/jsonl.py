@@ -28,6 +28,7 @@ DATA_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst")
 # returns about ZSTD_OUT_BYTES, between ZSTD_MIN_IN and ZSTD_MAX_IN compressed bytes.
 ZSTD_OUT_BYTES = 1 << 22
 ZSTD_MIN_IN, ZSTD_MAX_IN = 1 << 6, 1 << 14
+READ_BUFFER = 1 << 20  # bytes per read of a data file: line iteration over io's default 8 KiB took twice the time
 _NOT_REGULAR = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
                 (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
 
@@ -169,9 +170,9 @@ def open_binary(path: str | Path) -> io.BufferedIOBase:
         stream.myfileobj = raw  # closed with the stream, as gzip.open's own file is
     elif path.name.endswith(".zst"):
         # The buffered wrapper adds readline() and line iteration.
-        stream = io.BufferedReader(_ZstdFrames(raw))
+        stream = io.BufferedReader(_ZstdFrames(raw), READ_BUFFER)
     else:
-        stream = io.BufferedReader(raw)
+        stream = io.BufferedReader(raw, READ_BUFFER)
     try:
         if stream.peek(len(codecs.BOM_UTF8)).startswith(codecs.BOM_UTF8):
             stream.read(len(codecs.BOM_UTF8))

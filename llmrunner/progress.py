@@ -49,9 +49,12 @@ class ReadPosition:
         self._start = bytes_read()
         self._file: int | None = None
         self._row = self._done = self._counted = 0
+        self._read: int | None = None
 
-    def at(self, index: int, row: int) -> None:
-        """Note that the pass is at row (or line) `row` of the file `paths[index]`."""
+    def at(self, index: int, row: int, read: int | None = None) -> None:
+        """Note that the pass is at row (or line) `row` of the file `paths[index]`; `read`: bytes_read() as a
+        process forked after this object counts it, where that process reads (a worker), not this one."""
+        self._read = read
         if index != self._file:
             before = range(index)
             self._file, self._done = index, sum(self.sizes[i] for i in before)
@@ -61,7 +64,7 @@ class ReadPosition:
 
     def position(self) -> int:
         """Bytes read so far, never past the end of the file the pass is in (nor past the total)."""
-        read = bytes_read() - self._start
+        read = (bytes_read() if self._read is None else self._read) - self._start
         if self._file is None:
             return min(read, self.total)
         size, rows = self.sizes[self._file], self.rows[self._file]

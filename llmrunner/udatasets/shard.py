@@ -8,7 +8,8 @@ depends on one record alone happens here, in parallel worker processes; de-dupli
 earlier record, happens in dedup.py. Repeats cost next to nothing: a record whose hash is that of a record the
 same process kept (de-dup on: RecordRules.drop_repeats) stops at its hash, as a `d` line, since it is sure to be
 a duplicate of what that record matched (see ChunkChecker._repeats for when it is sure). With worker processes,
-the parent parses every item and settles these repeats itself (ChunkChecker.front), so they never travel.
+each reads the input itself and checks every n-th chunk, and learns through the parent what the others kept
+(KeptLog), so a repeat stops at its hash whichever worker kept its record.
 
 The one-process form (core.map_and_gather) hands the entries (`Entry`: meta and payload) to the gather as they
 are; a shard job writes them as lines (encode_entries), which the gather job reads back (decode_line).
@@ -31,19 +32,20 @@ from __future__ import annotations
 import base64
 import gc
 import hashlib
+import itertools
 import json
 import os
 import signal
-from collections import deque
-from collections.abc import Generator, Iterable, Iterator
+import traceback
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from llmrunner.errors import StageError
-from llmrunner.jsonl import Line
-from llmrunner.progress import Progress, ReadPosition
+from llmrunner.jsonl import Line, bytes_read
+from llmrunner.progress import Progress
 from llmrunner.udatasets.adapters import Adapter
 from llmrunner.udatasets.clean import Cleaning
 from llmrunner.udatasets.near_dup import (
@@ -62,7 +64,6 @@ if TYPE_CHECKING:  # decontaminate.py is imported where eval sets are listed (se
 
 CHUNK_ITEMS = 128  # items per task sent to a worker
 CHUNK_BYTES = 2 << 20  # ... or fewer, when they hold this much raw text
-CHUNKS_IN_FLIGHT = 3  # per worker: bounds the memory held by chunks read ahead or waiting to be written
 EVAL_ITEMS_SHOWN = 5  # ids of the eval items a contaminated record's reject line names
 KEPT_MAX = 1 << 19  # kept records a process remembers, to drop their repeats (~260 bytes each: 130 MiB at most)
 REPEAT = "repeat"  # a record whose normalised text repeats one the same process kept: a `d` line
@@ -213,6 +214,8 @@ class ChunkChecker:
         # hash of the contents of each record kept so far as the adapter gave them -> (its exact-dedup hash,
         # whether cleaning changed it): a repeat byte for byte is known before it is cleaned
         self.kept_as_read: dict[bytes, tuple[bytes, bool]] = {}
+        # (a worker) what it kept since its last chunk, as KeptLog holds it
+        self.keeps: list[tuple[bytes, bytes, bool]] | None = None
 
     def __call__(self, chunk: list[tuple[int, Line | RawItem]]) -> list[Entry]:
         """The entries of `chunk`'s items (what their shard lines hold, see encode_entries). Takes the items out of
@@ -301,13 +304,22 @@ class ChunkChecker:
     def _remember(self, entry: _Entry) -> None:
         if not self.rules.drop_repeats:
             return
+        self._bound()
+        self.kept[entry.digest] = None if self.decided else _contents_digest(entry.record)
+        if entry.as_read is not None:
+            self.kept_as_read[entry.as_read] = entry.digest, entry.cleaned
+            if self.keeps is not None:
+                self.keeps.append((entry.as_read, entry.digest, entry.cleaned))
+
+    def learn(self, as_read: bytes, digest: bytes, cleaned: bool) -> None:
+        """Another worker kept a record with these contents as read (KeptLog)."""
+        self._bound()
+        self.kept_as_read[as_read] = digest, cleaned
+
+    def _bound(self) -> None:
         if len(self.kept) >= KEPT_MAX or len(self.kept_as_read) >= KEPT_MAX:
             self.kept.clear()  # bounded memory; only repeats further apart than this are checked in full
             self.kept_as_read.clear()
-        if entry.record is not None:
-            self.kept[entry.digest] = None if self.decided else _contents_digest(entry.record)
-        if entry.as_read is not None:
-            self.kept_as_read[entry.as_read] = entry.digest, entry.cleaned
 
     def _filter(self, candidates: list[_Entry]) -> None:
         """The token-length and contamination filters, over the chunk's candidates at once."""
@@ -358,7 +370,7 @@ class ChunkChecker:
 
     @cached_property
     def counter(self) -> TokenCounter:
-        """Loaded where records are counted: a parent process that only parses (_checked_chunks) never needs it."""
+        """Loaded with the first chunk whose records are counted (a token filter is set)."""
         return TokenCounter(self.rules.tokenizer)
 
     def _count_tokens(self, records: list[dict]) -> list[int | None]:
@@ -441,100 +453,144 @@ def _encodes_besides_contents(record: dict) -> bool:
     return encode_record(emptied)[1] is None
 
 
-def _chunks(items: Iterable[tuple[int, Line | RawItem]], read: ReadPosition) -> Iterator[list]:
+def _chunks(items: Iterable[tuple[int, Line | RawItem]]) -> Iterator[tuple[list, tuple[int, int, int]]]:
+    """Chunks of CHUNK_ITEMS items, or fewer when they hold CHUNK_BYTES of raw text, each with where the reading
+    is at its end (ReadPosition.at's arguments: progress reads them once per chunk, not per record)."""
     chunk, size = [], 0
     for entry in items:
         chunk.append(entry)
         size += len(entry[1].text if isinstance(entry[1], Line) else entry[1].raw)
         del entry  # the chunk holds it, and the checker takes it out: a huge record is not held here meanwhile
         if len(chunk) >= CHUNK_ITEMS or size >= CHUNK_BYTES:
-            read.at(chunk[-1][0], chunk[-1][1].number)  # progress reads it once per chunk, not per record
-            yield chunk
+            yield chunk, (chunk[-1][0], chunk[-1][1].number, bytes_read())
             chunk, size = [], 0
     if chunk:
-        read.at(chunk[-1][0], chunk[-1][1].number)
-        yield chunk
+        yield chunk, (chunk[-1][0], chunk[-1][1].number, bytes_read())
 
 
-_worker_checker: ChunkChecker | None = None
+class KeptLog:
+    """The records kept so far, in input order, as the parent learns of them from its workers' results: (hash of the
+    contents as read, exact-dedup hash, whether cleaning changed it), in memory the workers share. A worker reads
+    what is new before each chunk (ChunkChecker.learn), so a repeat of a record that another worker kept stops at
+    its hash there too. Every entry comes from a chunk before any that a worker is checking (the parent takes
+    results in input order), so a `d` line never names a later record. Full at KEPT_MAX: repeats further on of
+    records kept since are checked in full by the workers that did not keep them, and the gather finds them."""
+    ENTRY = 33  # bytes: 16 + 16 + 1
+
+    def __init__(self, context) -> None:
+        import mmap  # here: a one-process job does without it
+
+        self.memory = mmap.mmap(-1, KEPT_MAX * self.ENTRY)  # shared with workers forked later; pages cost once used
+        self.count = context.Value("q", 0)  # its lock puts the entries' writes before a reader sees the new count
+
+    def append(self, keeps: list[tuple[bytes, bytes, bool]]) -> None:
+        count = self.count.value
+        for as_read, digest, cleaned in keeps[:KEPT_MAX - count]:
+            self.memory[count * self.ENTRY:(count + 1) * self.ENTRY] = as_read + digest + bytes([cleaned])
+            count += 1
+        self.count.value = count
+
+    def read(self, start: int) -> tuple[list[tuple[bytes, bytes, bool]], int]:
+        """(the entries from `start` on, where they end)."""
+        end = self.count.value
+        block = self.memory[start * self.ENTRY:end * self.ENTRY]
+        return [(block[i:i + 16], block[i + 16:i + 32], block[i + 32] == 1)
+                for i in range(0, len(block), self.ENTRY)], end
 
 
-def _start_worker(rules: RecordRules, files: list[str]) -> None:
-    global _worker_checker
-    # A forked worker inherits the parent's Python signal handlers; one that turns SIGTERM into anything but
-    # an exit makes Pool.terminate (every `with Pool` ends with it) wait for the worker forever.
+def _as_worker() -> None:
+    """A forked worker inherits the parent's Python signal handlers; one that turns SIGTERM into anything but an
+    exit makes the parent, which ends its workers with SIGTERM when it stops early, wait for the worker forever."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _worker_checker = ChunkChecker(rules, files)
 
 
-def _back_in_worker(items: list[tuple[tuple, dict]]) -> list[Entry]:
-    """A worker's part of a chunk: `back` and `finish` for the items the parent's `front` left open."""
-    open_ = []
-    items.reverse()
-    while items:  # each item out of the list as it goes (memory, as ChunkChecker.__call__)
-        (number, line, raw, as_read), record = items.pop()
-        entry = _Entry(number, line, raw, None)
-        entry.as_read = as_read
-        open_.append((entry, record))
-    entries = [entry for entry, _ in open_]
-    _worker_checker.back(open_)
-    return _worker_checker.finish(entries)
-
-
-def _checked_chunks(chunks: Iterator[list], rules: RecordRules, files: list[str], workers: int,
-                    encode: bool) -> Iterator[tuple[list[Entry] | bytes, int]]:
-    """(entries, or their shard lines with `encode`, and the items) per chunk, in input order, whatever the number
-    of workers. With workers, this process parses each item and settles those whose fate needs no more (blank
-    lines, rejects, repeats of records kept: the map side's cheapest and, with many repeats, most common case);
-    the workers check the rest, and what they kept is remembered here, so its repeats never travel."""
-    checker = ChunkChecker(rules, files)
-    if workers == 1:
-        for chunk in chunks:
+def _worker(items: Callable[[], Iterator], rules: RecordRules, files: list[str], worker: int, workers: int,
+            encode: bool, log: KeptLog | None, results) -> None:
+    """A worker process: it reads the input through (cheap: a JSON Lines line is parsed only where checked) and
+    checks every `workers`-th chunk from its `worker`-th, sending each chunk's entries (or their shard lines, with
+    `encode`), what of it was kept (for the parent's KeptLog), its item count and where the reading was; then None.
+    An error goes to the parent as the exception, with this process's traceback as a note."""
+    _as_worker()
+    checker, learnt = ChunkChecker(rules, files), 0
+    checker.keeps = []
+    try:
+        for number, (chunk, at) in enumerate(_chunks(items())):
+            if number % workers != worker:
+                continue
+            if log is not None:
+                known, learnt = log.read(learnt)
+                for as_read, digest, cleaned in known:
+                    checker.learn(as_read, digest, cleaned)
             count = len(chunk)  # before the checker empties it
             entries = checker(chunk)
-            yield (encode_entries(entries) if encode else entries), count
+            keeps, checker.keeps = checker.keeps, []
+            results.send(((encode_entries(entries) if encode else entries), keeps, count, at))
+        results.send(None)
+    except BaseException as err:  # noqa: BLE001 - whatever stops the worker stops the job, in the parent
+        if not isinstance(err, StageError):
+            err.add_note("in a udatasets worker process:\n" + traceback.format_exc())
+        try:
+            results.send(err)
+        except Exception:  # an exception that does not pickle
+            results.send(StageError(f"a udatasets worker process failed: {err!r}"))
+
+
+def _checked_chunks(items: Callable[[], Iterator], rules: RecordRules, files: list[str], workers: int,
+                    encode: bool) -> Iterator[tuple[list[Entry] | bytes, int, tuple[int, int, int]]]:
+    """(entries, or their shard lines with `encode`, the items, where the reading is) per chunk, in input order,
+    whatever the number of workers. Worker processes each read the input themselves and check every n-th chunk;
+    this process takes their results in turn and tells each what the others kept (KeptLog), so a repeat stops
+    at its hash whichever worker kept its record. No chunk travels to a worker, and this process runs no
+    threads, which would take the GIL from the gather."""
+    if workers == 1:
+        checker = ChunkChecker(rules, files)
+        for chunk, at in _chunks(items()):
+            count = len(chunk)  # before the checker empties it
+            entries = checker(chunk)
+            yield (encode_entries(entries) if encode else entries), count, at
         return
     import multiprocessing  # here: a one-process job does without its start-up
 
+    # fork: the workers inherit the rules (a custom adapter is a closure, which pickling cannot carry)
+    context = multiprocessing.get_context("fork")
+    log = KeptLog(context) if rules.drop_repeats else None
+    pipes = [context.Pipe(duplex=False) for _ in range(workers)]
+    processes = [context.Process(target=_worker, args=(items, rules, files, worker, workers, encode, log, sender),
+                                 daemon=True) for worker, (_, sender) in enumerate(pipes)]
     # The workers fork with what exists now out of their collector's passes, whose marks would copy its pages
     # into each of them; this process collects it again once they have forked.
     gc.freeze()
-    try:  # fork: the workers inherit the rules (a custom adapter is a closure, which pickling cannot carry)
-        pool = multiprocessing.get_context("fork").Pool(workers, _start_worker, (rules, files))
+    try:
+        for process in processes:
+            process.start()
     finally:
         gc.unfreeze()
-    with pool:
-        pending: deque = deque()
-
-        def merged() -> tuple[list[Entry] | bytes, int]:
-            fronts, result = pending.popleft()
-            checked = iter(result.get())
-            entries = []
-            for entry, open_ in fronts:
-                if not open_:
-                    entries.append(checker._entry(entry))
-                    continue
-                meta, payload = next(checked)
-                if meta["s"] == "k" and entry.as_read is not None:
-                    entry.digest, entry.cleaned = meta["h"], bool(meta["c"])
-                    checker._remember(entry)
-                entries.append((meta, payload))
-            return (encode_entries(entries) if encode else entries), len(fronts)
-
-        for chunk in chunks:
-            fronts, items = [], []
-            chunk.reverse()
-            while chunk:
-                entry, record = checker.front(*chunk.pop())
-                fronts.append((entry, record is not None))
-                if record is not None:
-                    items.append(((entry.number, entry.line, entry.raw, entry.as_read), record))
-                    entry.raw = None  # the worker holds it now
-            pending.append((fronts, pool.apply_async(_back_in_worker, (items,))))
-            if len(pending) >= CHUNKS_IN_FLIGHT * workers:
-                yield merged()
-        while pending:
-            yield merged()
+    for _, sender in pipes:
+        sender.close()  # a worker's own end only: its death reads as the end of its pipe here
+    finished = False
+    try:
+        for number in itertools.count():
+            try:
+                result = pipes[number % workers][0].recv()
+            except EOFError:
+                raise StageError("a udatasets worker process ended without finishing (killed? out of memory? "
+                                 "see the messages above); rerun the step") from None
+            if result is None:
+                break
+            if isinstance(result, BaseException):
+                raise result
+            block, keeps, count, at = result
+            if log is not None:
+                log.append(keeps)
+            yield block, count, at
+        finished = True
+    finally:
+        for process in processes:
+            if not finished:
+                process.terminate()
+            process.join()
+        for receiver, _ in pipes:
+            receiver.close()
 
 
 END_TAIL = 4096  # bytes at a shard file's end that hold its end marker line
@@ -576,8 +632,11 @@ def _checked(inputs: list[Path], rules: RecordRules, dataset: str, shard: int, s
     files = [p.name for p in inputs]
     desc = f"udatasets {dataset}" + (f" shard {shard} of {shards}" if shards > 1 else "")
     with Progress(desc, "records", inputs, rows=[row_count(p) for p in inputs]) as progress:
-        chunks = _chunks(iter_items(inputs, rules.txt_mode, shard, shards), progress.read)
-        for block, count in _checked_chunks(chunks, rules, files, workers, encode):
+        def items() -> Iterator[tuple[int, Line | RawItem]]:
+            return iter_items(inputs, rules.txt_mode, shard, shards)
+
+        for block, count, at in _checked_chunks(items, rules, files, workers, encode):
+            progress.read.at(*at)
             progress.advance(count)
             yield block
     return progress.items

@@ -25,7 +25,7 @@ from llmrunner.udatasets.core import gather_shards, map_and_gather, write_shard
 from llmrunner.udatasets.dedup import DuplicateLines
 from llmrunner.udatasets.near_dup import MinHashConfig
 from llmrunner.udatasets.settings import UdatasetsSettings
-from llmrunner.udatasets.shard import RecordRules, _start_worker
+from llmrunner.udatasets.shard import RecordRules, _as_worker
 from tests.files import read_jsonl, write_jsonl
 from tests.udatasets.shards import OUTPUTS, WORDS, run_shards, words
 
@@ -296,9 +296,10 @@ def test_worker_processes_do_not_change_the_output(scale_raw, tmp_path, word_tok
     assert stats["kept"] and stats["rejected"] and stats["duplicates"]["exact"] and stats["duplicates"]["near"]
 
 
-def test_with_workers_repeats_of_kept_records_never_reach_a_worker(tmp_path, monkeypatch):
-    """The parent parses each line and settles a repeat of a record some worker kept as a `d` line itself (the
-    exact-copies case: most lines), whichever worker kept it; the output is that of one process."""
+def test_with_workers_a_repeat_stops_at_its_hash_whichever_worker_kept_its_record(tmp_path, monkeypatch):
+    """Each worker checks every other chunk; what one keeps reaches the others through the parent (KeptLog), so a
+    repeat of a record kept by the other worker is settled as a `d` line too (the exact-copies case: most lines),
+    and the output is that of one process."""
     monkeypatch.setattr(shard, "CHUNK_ITEMS", 1)
     raw = write_jsonl(tmp_path / "a.jsonl", [{"text": words(0, 20), "id": 0}]
                       + [{"text": words(i, 6), "id": i} for i in range(1, 20)]
@@ -306,21 +307,44 @@ def test_with_workers_repeats_of_kept_records_never_reach_a_worker(tmp_path, mon
     rules = RecordRules(builtin_adapter("text"), minhash=NEAR, drop_repeats=True)
     write_shard([raw], tmp_path / "s.jsonl", rules, "a", 0, 1, workers=2)
     metas = [json.loads(line.split(b"\t")[0]) for line in (tmp_path / "s.jsonl").read_bytes().splitlines()[1:-1]]
-    # chunks in flight when line 21 is read: fewer than 20, so the first record's fate is known here by then
-    assert shard.CHUNKS_IN_FLIGHT * 2 < 20
+    # lines 21-30 (chunks 20-29) fall to both workers; line 1 (chunk 0) was kept by the first
     assert [m["s"] for m in metas[20:]] == ["d"] * 10 and {m["h"] for m in metas[20:]} == {metas[0]["h"]}
     for workers in (1, 2):
         map_and_gather([raw], tmp_path / f"w{workers}" / "a.jsonl", rules, workers=workers)
     assert outputs(tmp_path / "w1", "a") == outputs(tmp_path / "w2", "a")
 
 
+def test_an_error_in_a_worker_stops_the_job_with_its_traceback(tmp_path):
+    """A custom adapter that raises: the parent raises the worker's exception, which names where it happened."""
+    def adapter(record: dict) -> tuple[dict | None, str | None]:
+        if record["text"] == "boom":
+            raise KeyError("no such field")
+        return {"text": record["text"]}, None
+
+    raw = write_jsonl(tmp_path / "a.jsonl", [{"text": words(i, 6)} for i in range(300)] + [{"text": "boom"}])
+    with pytest.raises(KeyError, match="no such field") as raised:
+        map_and_gather([raw], tmp_path / "out" / "a.jsonl", RecordRules(adapter, drop_repeats=True), workers=2)
+    assert any("in a udatasets worker process" in note and "adapter" in note for note in raised.value.__notes__)
+
+
+def test_a_worker_that_dies_is_a_clear_error(tmp_path):
+    def adapter(record: dict) -> tuple[dict | None, str | None]:
+        if record["text"] == "die":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return {"text": record["text"]}, None
+
+    raw = write_jsonl(tmp_path / "a.jsonl", [{"text": words(i, 6)} for i in range(300)] + [{"text": "die"}])
+    with pytest.raises(StageError, match="worker process ended without finishing"):
+        map_and_gather([raw], tmp_path / "out" / "a.jsonl", RecordRules(adapter), workers=2)
+
+
 def test_a_worker_process_ends_on_sigterm_whatever_its_parent_does_with_it():
     """A forked worker inherits Python signal handlers; one that keeps SIGTERM from ending it (a test session
-    turning it into KeyboardInterrupt hung CI) makes Pool.terminate, which every `with Pool` ends with, wait
-    forever. The worker start resets it."""
+    turning it into KeyboardInterrupt hung CI) makes the parent, which ends its workers with SIGTERM when it stops
+    early, wait forever. The worker start resets it."""
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
     try:
-        _start_worker(RecordRules(builtin_adapter("text")), ["a.jsonl"])
+        _as_worker()
         assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     finally:
         signal.signal(signal.SIGTERM, previous)
