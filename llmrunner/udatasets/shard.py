@@ -535,6 +535,20 @@ def _worker(items: Callable[[], Iterator], rules: RecordRules, files: list[str],
             results.send(StageError(f"a udatasets worker process failed: {err!r}"))
 
 
+PIPE_BYTES = 1 << 20  # a worker's results pipe: room for a few chunks' results, so it runs ahead of the gather
+
+
+def _widen(pipe) -> None:
+    """Make `pipe` hold PIPE_BYTES (Linux; elsewhere, or past the system's limit, it keeps its size): a worker
+    whose result does not fit waits for this process to read it, and the results are read in turn."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    except (ImportError, AttributeError, OSError):
+        pass
+
+
 def _checked_chunks(items: Callable[[], Iterator], rules: RecordRules, files: list[str], workers: int,
                     encode: bool) -> Iterator[tuple[list[Entry] | bytes, int, tuple[int, int, int]]]:
     """(entries, or their shard lines with `encode`, the items, where the reading is) per chunk, in input order,
@@ -555,6 +569,8 @@ def _checked_chunks(items: Callable[[], Iterator], rules: RecordRules, files: li
     context = multiprocessing.get_context("fork")
     log = KeptLog(context) if rules.drop_repeats else None
     pipes = [context.Pipe(duplex=False) for _ in range(workers)]
+    for receiver, _ in pipes:
+        _widen(receiver)
     processes = [context.Process(target=_worker, args=(items, rules, files, worker, workers, encode, log, sender),
                                  daemon=True) for worker, (_, sender) in enumerate(pipes)]
     # The workers fork with what exists now out of their collector's passes, whose marks would copy its pages
