@@ -429,8 +429,10 @@ class NearDupIndex:
 
     def _add(self, key: Hashable, values: np.ndarray, bands: list[int]) -> None:
         number = len(self._keys)
-        if number == len(self._signatures):
-            self._signatures = np.concatenate((self._signatures, np.empty_like(self._signatures)))
+        if number == len(self._signatures):  # twice the rows; the new half takes memory only as it is filled
+            grown = np.empty((2 * number, self.config.num_perm), dtype=SIGNATURE_DTYPE)
+            grown[:number] = self._signatures
+            self._signatures = grown
         self._signatures[number] = values
         self._keys.append(key)
         table = self._table
