@@ -18,7 +18,7 @@ from typing import NamedTuple
 from llmrunner.errors import StageError
 from llmrunner.jsonl import DATA_SUFFIXES, Line, iter_lines, open_binary, require_file
 from llmrunner.udatasets.hf_sources import ARROW_SUFFIX, BATCH_ROWS
-from llmrunner.udatasets.json_stream import STRICT_JSON, iter_json_array
+from llmrunner.udatasets.json_stream import iter_json_array, parse_strict
 
 RAW_SUFFIXES = DATA_SUFFIXES + (".json", ".parquet", ".csv", ".txt", ARROW_SUFFIX)
 BLANK = "blank"  # not a record (an empty line of JSON Lines): counted apart, never rejected
@@ -57,7 +57,7 @@ def jsonl_item(line: Line) -> RawItem:
     if not line.valid_utf8:
         return RawItem(line.number, line.text, None, "invalid_utf8")
     try:
-        value = STRICT_JSON.decode(line.text)
+        value = parse_strict(line.text)
     except (ValueError, RecursionError):  # ValueError covers JSONDecodeError and over-long integers
         return RawItem(line.number, line.text, None, "invalid_json")
     return _object_item(line.number, line.text, value)

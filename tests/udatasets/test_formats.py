@@ -16,8 +16,10 @@ from llmrunner.errors import StageError
 from llmrunner.udatasets.__main__ import main
 from llmrunner.udatasets.adapters import builtin_adapter
 from llmrunner.udatasets.core import map_and_gather
+from llmrunner.udatasets.json_stream import STRICT_JSON, parse_strict
 from llmrunner.udatasets.shard import RecordRules
 from tests.files import run_unable_to_read
+from tests.paths import demo_cpt_lines
 
 BIG = "word " * 1_000_000  # a 5 MB record
 BIG_CLEAN = BIG.rstrip()  # as kept: cleaning strips the text's trailing whitespace
@@ -249,3 +251,32 @@ def test_cli_reads_a_folder_of_mixed_formats_in_name_order(tmp_path):
     stats = json.loads(out.with_name("chat.stats.json").read_text())
     assert list(stats["files"]) == ["a.csv", "b.json", "c.jsonl"]
     assert (stats["input"], stats["kept"], stats["duplicates"]) == (3, 2, {"exact": 1, "near": 0})
+
+
+STANDARD_LIBRARY_EDGES = [
+    '{"id": 123456789012345678901234567890}',  # past 64 bits: orjson would read a float
+    '{"id": -9223372036854775809, "n": 18446744073709551615}',
+    '{"score": 0.1, "x": 1e30, "nested": [{"deep": [1.5]}]}',
+    '{"a": 1, "a": 2, "b": 3}',  # a repeated key: the last value, at the first key's place
+    '{"text": "\\ud800 lone"}',  # a lone surrogate's escape: orjson refuses it, the standard library reads it
+    '{"text": "\\u00e9\\n\\t\\"q\\" \\\\ \\u0000"}',
+    '{"x": NaN}', '{"x": Infinity}', '{"x": 1e400}', '{"x": 1,}', '{"x": 1} {"y": 2}', '{"x": 01}',
+    ' \t{"x" : [ ] , "y" : { } }\t ', "[1, 2]", '"just a string"', "null", "[" * 5000 + "]" * 5000,
+]
+
+
+def _parsed(parse, line: str) -> tuple[str, object]:
+    try:
+        return "value", repr(parse(line))
+    except (ValueError, RecursionError) as err:
+        return "error", RecursionError if isinstance(err, RecursionError) else ValueError
+
+
+@pytest.mark.parametrize("line", STANDARD_LIBRARY_EDGES)
+def test_a_json_lines_line_parses_as_the_standard_library_parses_it(line):
+    """parse_strict is orjson with STRICT_JSON behind it: the same value (type and all) or the same error class."""
+    assert _parsed(parse_strict, line) == _parsed(STRICT_JSON.decode, line)
+
+
+def test_the_demo_corpus_parses_as_the_standard_library_parses_it():
+    assert all(_parsed(parse_strict, line) == _parsed(STRICT_JSON.decode, line) for line in demo_cpt_lines())
