@@ -43,6 +43,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import xxhash
+
 from llmrunner.errors import StageError
 from llmrunner.jsonl import Line, bytes_read
 from llmrunner.progress import Progress
@@ -386,7 +388,7 @@ def _digest(record: dict) -> tuple[bytes | None, str | None]:
     """(the exact-dedup hash of the record's normalised text, that text when it is short enough to keep for the
     near-dup text) or (None, None) for a text that holds a lone surrogate, which encoding then rejects."""
     key = dedup_key(record)
-    digest = _blake2b([key])
+    digest = _hash(_exact_hasher(), [key])
     return (digest, key if len(key) <= PIECE_CHARS else None) if digest is not None else (None, None)
 
 
@@ -398,22 +400,28 @@ def _digests(records: list[dict]) -> list[tuple[bytes | None, str | None]]:
              if "messages" not in record and len(record["text"]) <= PIECE_CHARS and record["text"].isascii()]
     keys = normalised_ascii([records[i]["text"].encode("ascii") for i in batch]) if batch else []
     for i, key in zip(batch, keys):
-        results[i] = hashlib.blake2b(key, digest_size=16).digest(), key.decode("ascii")
+        results[i] = _exact_hasher(key).digest(), key.decode("ascii")
     return [result if result is not None else _digest(record) for result, record in zip(results, records)]
+
+
+def _exact_hasher(data: bytes = b""):
+    """The exact-dedup hash (`h` of shard lines, which the gather compares across jobs and datasets): BLAKE2b."""
+    return hashlib.blake2b(data, digest_size=16)
 
 
 def _contents_digest(record: dict) -> bytes | None:
     """A hash of what cleaning, the filters and the de-dup keys read, as it is: the text, or (SFT) each turn's
-    role and content, each with its length first; None for a text that holds a lone surrogate."""
+    role and content, each with its length first; None for a text that holds a lone surrogate. XXH3-128: ~4x
+    faster than BLAKE2b, and it never leaves the map job (it is computed for every record, repeats included)."""
     if "messages" not in record:
-        return _blake2b([record["text"]])  # one text: no lengths needed to tell where it ends
-    return _blake2b([text for m in record["messages"] for text in (m["role"], m["content"])], lengths=True)
+        return _hash(xxhash.xxh3_128(), [record["text"]])  # one text: no lengths needed to tell where it ends
+    return _hash(xxhash.xxh3_128(), [text for m in record["messages"] for text in (m["role"], m["content"])],
+                 lengths=True)
 
 
-def _blake2b(texts: list[str], lengths: bool = False) -> bytes | None:
-    """The 16-byte BLAKE2b of the texts' UTF-8, each after its length and a colon with `lengths`; None for a text
-    that holds a lone surrogate."""
-    hasher = hashlib.blake2b(digest_size=16)
+def _hash(hasher, texts: list[str], lengths: bool = False) -> bytes | None:
+    """The 16-byte `hasher` digest of the texts' UTF-8, each after its length and a colon with `lengths`; None for
+    a text that holds a lone surrogate."""
     try:
         for text in texts:
             if lengths:
