@@ -11,6 +11,10 @@ import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
+
+from llmrunner.udatasets.near_dup import ASCII_SPACE
+
 PIECE_CHARS = 1 << 20
 
 
@@ -22,6 +26,10 @@ _CONTROL_RE = re.compile("[" + "".join(re.escape(chr(c)) for c in _CONTROL) + "]
 # Every byte but the control characters: deleting them from an ASCII text leaves exactly its control characters
 # (a C loop over bytes, several times faster than the regex's search).
 _NOT_CONTROL = bytes(c for c in range(256) if c not in _CONTROL)
+# The ASCII bytes that some rule removes or replaces wherever they are: control characters and \r.
+_REPLACED = np.zeros(256, dtype=bool)
+_REPLACED[[*_CONTROL, ord("\r")]] = True
+_NEWLINE, _SPACE, _TAB = ord("\n"), ord(" "), ord("\t")
 # Where a long text is cut: before a space or line break that follows a character no rule removes or turns into
 # whitespace. No rule reaches across such a cut (runs of trailing blanks or line breaks, \r\n, NFC's combining
 # sequences), so the pieces cleaned apart and joined are the text cleaned whole.
@@ -105,6 +113,40 @@ class Cleaning:
                 text = "\n".join([line.rstrip(" \t") for line in lines[:-1]] + lines[-1:])
             text = _squeeze_line_breaks(text)
         return text
+
+    def batch(self, records: list[dict]) -> list[tuple[dict, bool] | None]:
+        """For each record, what `record` returns it as, where a few numpy passes over all the texts at once tell:
+        a CPT record whose text is ASCII and holds nothing a rule changes (a control character or \r, blanks before
+        a line break, whitespace at either end; ASCII is NFC already) but, at most, runs of three or more line
+        breaks, squeezed here (most demo texts: ~8 µs a text against ~16 for `record`); None for the others,
+        which take `record`."""
+        results: list[tuple[dict, bool] | None] = [None] * len(records)
+        batch = [i for i, record in enumerate(records) if "messages" not in record
+                 and 0 < len(record["text"]) <= PIECE_CHARS and record["text"].isascii()]
+        if not self.active or not batch:
+            return results
+        texts = [records[i]["text"].encode("ascii") for i in batch]
+        data = np.frombuffer(b"x".join(texts), dtype=np.uint8)  # no rule's pattern reaches across an "x"
+        starts = np.cumsum([0] + [len(text) + 1 for text in texts[:-1]])
+        ends = starts + [len(text) for text in texts]
+        changed = _REPLACED.take(data)
+        newline = data == _NEWLINE
+        changed[:-1] |= ((data[:-1] == _SPACE) | (data[:-1] == _TAB)) & newline[1:]
+        squeezed = np.zeros(len(data), dtype=bool)  # the third line break of a run and those after it go
+        squeezed[2:] = newline[2:] & newline[1:-1] & newline[:-2]
+        changed = np.logical_or.reduceat(changed, starts) | ASCII_SPACE.take(data[starts]) \
+            | ASCII_SPACE.take(data[ends - 1])
+        squeeze = np.logical_or.reduceat(squeezed, starts)
+        for i, start, end, change, runs in zip(batch, starts.tolist(), ends.tolist(), changed.tolist(),
+                                               squeeze.tolist()):
+            if change or (runs and self.whitespace != "normalize"):
+                continue
+            if not runs:
+                results[i] = records[i], False
+                continue
+            text = data[start:end][~squeezed[start:end]].tobytes().decode("ascii")
+            results[i] = {**records[i], "text": text}, True
+        return results
 
     def record(self, record: dict) -> tuple[dict, bool]:
         """(the record with its text cleaned, whether anything changed). The input record is not modified."""

@@ -203,14 +203,14 @@ def minhash_signature(text: str, config: MinHashConfig) -> bytes:
 
 
 BATCH_BYTES = 1 << 16  # UTF-8 bytes of texts hashed together by minhash_signatures (a longer text goes alone)
-_SPACE = np.zeros(256, dtype=bool)
-_SPACE[[ord(c) for c in map(chr, range(128)) if c.isspace()]] = True  # what str.split() splits ASCII text on
-_IN_WORD = ~_SPACE
+ASCII_SPACE = np.zeros(256, dtype=bool)
+ASCII_SPACE[[ord(c) for c in map(chr, range(128)) if c.isspace()]] = True  # what str.split() splits ASCII text on
+_IN_WORD = ~ASCII_SPACE
 
 
 def _word_bounds(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(which bytes of `data` are in a word, where each word starts, where it ends: its first byte after), the
-    words of ASCII text as str.split() finds them (whitespace: the bytes _SPACE marks)."""
+    words of ASCII text as str.split() finds them (whitespace: the bytes ASCII_SPACE marks)."""
     in_word = np.zeros(len(data) + 2, dtype=bool)  # a False byte either side: every word starts and ends
     _IN_WORD.take(data, out=in_word[1:-1])  # take: ~2x faster than indexing with the bytes
     changes = np.flatnonzero(in_word[1:] != in_word[:-1])  # alternately a word's start and its end
@@ -241,7 +241,7 @@ def _power_table(base: int) -> np.ndarray:
 def minhash_signatures(texts: list[str], config: MinHashConfig, spaced: bool = False) -> list[bytes]:
     """[minhash_signature(text, config) for text in texts], the same bytes, computed a batch of texts at a time:
     one round of numpy calls for many short texts instead of one per text, whose fixed cost (~40 calls) is most
-    of a short text's signature. An ASCII text is hashed as it is (its whitespace is the bytes _SPACE marks); any
+    of a short text's signature. An ASCII text is hashed as it is (its whitespace is the bytes ASCII_SPACE marks); any
     other text has its words joined by single spaces first, unless `spaced`: the caller knows that no text holds
     whitespace beyond ASCII (records.normalise's output), so every text is hashed as it is."""
     signatures: list[bytes | None] = [None] * len(texts)

@@ -106,9 +106,11 @@ def check_record(item: RawItem, rules: RecordRules) -> tuple[dict | None, str | 
     return check_adapted(record, rules)
 
 
-def check_adapted(record: dict, rules: RecordRules) -> tuple[dict | None, str | None, bool]:
-    """check_record after the adapter: cleaning and the character filters."""
-    record, cleaned = rules.cleaning.record(record)
+def check_adapted(record: dict, rules: RecordRules,
+                  cleaning: tuple[dict, bool] | None = None) -> tuple[dict | None, str | None, bool]:
+    """check_record after the adapter: cleaning (`cleaning`: its result, where Cleaning.batch made it) and the
+    character filters."""
+    record, cleaned = cleaning if cleaning is not None else rules.cleaning.record(record)
     if is_blank(record):
         return None, "empty", cleaned
     chars = content_chars(record)
@@ -275,10 +277,12 @@ class ChunkChecker:
         cleaning, the character filters, the hash (the chunk's at once), and, for a record that does not repeat a
         kept one, its output line. Takes the items out of `items`."""
         cleaned = []
+        batch = self.rules.cleaning.batch([record for _, record in items])
         items.reverse()
+        batch.reverse()
         while items:
             entry, record = items.pop()
-            record, entry.reason, entry.cleaned = check_adapted(record, self.rules)
+            record, entry.reason, entry.cleaned = check_adapted(record, self.rules, batch.pop())
             if record is not None:
                 cleaned.append((entry, record))
         for (entry, record), (entry.digest, key) in zip(cleaned, _digests([record for _, record in cleaned])):

@@ -15,6 +15,7 @@ from llmrunner.udatasets.core import map_and_gather
 from llmrunner.udatasets.settings import UdatasetsSettings
 from llmrunner.udatasets.shard import RecordRules
 from tests.files import read_jsonl, write_jsonl
+from tests.paths import demo_cpt_texts
 
 OFF = Cleaning(unicode_nfc=False, strip_control=False, whitespace="keep")
 
@@ -58,6 +59,27 @@ def test_a_long_text_cleaned_in_pieces_is_cleaned_as_if_whole(cleaning, monkeypa
         monkeypatch.setattr(clean, "PIECE_CHARS", piece)
         assert [cleaning.text(text) for text in texts] == whole, piece
     assert cleaning.text("already clean") == "already clean"
+
+
+@pytest.mark.parametrize("cleaning", [Cleaning(), Cleaning(whitespace="keep"), Cleaning(strip_control=False), OFF],
+                         ids=["default", "keep", "no_control", "off"])
+def test_records_cleaned_as_a_batch_are_cleaned_as_one_by_one(cleaning):
+    """Cleaning.batch, a few numpy passes over many texts, gives what `record` gives wherever it gives anything: on
+    the demo texts (most of which it cleans), and on short random texts of every ASCII whitespace and control
+    character, next to each other and at the ends, mixed with non-ASCII, empty and SFT records (left to `record`)."""
+    rng = random.Random(5)
+    alphabet = ["a", "b", " ", "\t", "\n", "\n\n", "\r", "\x00", "\x0b", "\x0c", "\x1c", "\x1f", "\x7f", "x"]
+    records = [{"text": text, "id": i} for i, text in enumerate(demo_cpt_texts())]
+    records += [{"text": "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))} for _ in range(3000)]
+    records += [{"text": "caf\u00e9 "}, {"text": ""}, {"messages": [{"role": "user", "content": "hi"}]}]
+    rng.shuffle(records)
+    batch = cleaning.batch(records)
+    for record, result in zip(records, batch):
+        if result is not None:
+            assert result == cleaning.record(record), record
+    made = [result for result in batch if result is not None]
+    if cleaning == Cleaning():  # the default: most of the demo, some of it squeezed
+        assert len(made) > len(records) // 2 and any(cleaned for _, cleaned in made)
 
 
 def test_everything_off_changes_nothing():
