@@ -10,7 +10,7 @@ from itertools import islice
 
 import pytest
 
-from llmrunner.jsonl import iter_lines
+from llmrunner.jsonl import bytes_read, iter_lines
 from llmrunner.progress import Progress, ReadPosition, _size, format_line
 from llmrunner.udatasets.readers import row_count
 
@@ -88,6 +88,18 @@ def test_read_position_counts_compressed_bytes_as_stored(tmp_path):
     list(lines)
     assert read.position() == data.stat().st_size
     read.at(1, 1)  # the pass moved on: the first file counts whole, the second as far as it was read (not yet)
+    assert read.position() == data.stat().st_size
+
+
+def test_read_position_counts_what_a_worker_process_read(tmp_path):
+    """udatasets workers read the input themselves: the parent's position is the bytes a worker reports, counted
+    by its own copy of the counter, which started from this process's count when it forked."""
+    data = tmp_path / "a.jsonl"
+    data.write_bytes(b'{"text": "x"}\n' * 1000)
+    read = ReadPosition([data])
+    read.at(0, 400, bytes_read() + 6000)
+    assert read.position() == 6000
+    read.at(0, 1000, bytes_read() + data.stat().st_size)
     assert read.position() == data.stat().st_size
 
 

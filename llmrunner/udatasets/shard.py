@@ -64,7 +64,7 @@ from llmrunner.udatasets.tokens import TokenCounter
 if TYPE_CHECKING:  # decontaminate.py is imported where eval sets are listed (settings.py)
     from llmrunner.udatasets.decontaminate import EvalIndex
 
-CHUNK_ITEMS = 128  # items per task sent to a worker
+CHUNK_ITEMS = 128  # items per chunk, what a worker process checks at a time
 CHUNK_BYTES = 2 << 20  # ... or fewer, when they hold this much raw text
 EVAL_ITEMS_SHOWN = 5  # ids of the eval items a contaminated record's reject line names
 KEPT_MAX = 1 << 19  # kept records a process remembers, to drop their repeats (~260 bytes each: 130 MiB at most)
