@@ -514,6 +514,13 @@ class KeptLog:
                 for i in range(0, len(block), self.ENTRY)], end
 
 
+def _check(checker: ChunkChecker, chunk: list, encode: bool) -> tuple[list[Entry] | bytes, int]:
+    """(the chunk's entries, or their shard lines with `encode`, its item count), in this process or a worker."""
+    count = len(chunk)  # before the checker empties it
+    entries = checker(chunk)
+    return (encode_entries(entries) if encode else entries), count
+
+
 def _as_worker() -> None:
     """A forked worker inherits the parent's Python signal handlers; one that turns SIGTERM into anything but an
     exit makes the parent, which ends its workers with SIGTERM when it stops early, wait for the worker forever."""
@@ -537,10 +544,9 @@ def _worker(items: Callable[[], Iterator], rules: RecordRules, files: list[str],
                 known, learnt = log.read(learnt)
                 for as_read, digest, cleaned in known:
                     checker.learn(as_read, digest, cleaned)
-            count = len(chunk)  # before the checker empties it
-            entries = checker(chunk)
+            block, count = _check(checker, chunk, encode)
             keeps, checker.keeps = checker.keeps, []
-            results.send(((encode_entries(entries) if encode else entries), keeps, count, at))
+            results.send((block, keeps, count, at))
         results.send(None)
     except BaseException as err:  # noqa: BLE001 - whatever stops the worker stops the job, in the parent
         if not isinstance(err, StageError):
@@ -575,9 +581,7 @@ def _checked_chunks(items: Callable[[], Iterator], rules: RecordRules, files: li
     if workers == 1:
         checker = ChunkChecker(rules, files)
         for chunk, at in _chunks(items()):
-            count = len(chunk)  # before the checker empties it
-            entries = checker(chunk)
-            yield (encode_entries(entries) if encode else entries), count, at
+            yield *_check(checker, chunk, encode), at
         return
     import multiprocessing  # here: a one-process job does without its start-up
 

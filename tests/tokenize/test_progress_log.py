@@ -41,11 +41,13 @@ def test_udatasets_then_tokenize_log_progress_with_totals(tiny_tokenizer_dir, tm
     stored = tqdm.format_sizeof((raw / "a.jsonl.gz").stat().st_size, "B")  # the gzip file's size on disk
     whole = re.escape(f"{stored}/{stored}")
 
-    # the workflow's udatasets jobs: two map jobs, each reading the whole input, and the gather job
+    # the workflow's udatasets jobs: two map jobs, each reading the whole input (the second with worker processes,
+    # which read it themselves and report where they are), and the gather job
     shards = [tmp_path / "processed" / ".shards" / f"demo.{i}-of-2.jsonl" for i in range(2)]
     for i, shard in enumerate(shards):
         log = run_logged("llmrunner.udatasets", ["shard", "--kind", "cpt", "--input", str(raw), "--dataset", "demo",
-                                                 "--shard", str(i), "--shards", "2", "--out", str(shard)],
+                                                 "--shard", str(i), "--shards", "2", "--out", str(shard),
+                                                 "--workers", str(i + 1)],
                          tmp_path / f"udatasets_shard.{i}.log")
         shown = progress_lines(log, f"udatasets demo shard {i} of 2")
         assert shown[0] == f"udatasets demo shard {i} of 2: 0B/{stored} (0%), ? B/s, ETA ?"
